@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+/* Entry point: flags → config → listeners → signals (SIGHUP reload, SIGINT safe stop, SIGTERM fast). */
+
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
+import { ConfigError, loadConfig, type Config } from './config/loader.js';
+import { Pooler } from './pooler.js';
+import { log } from './util/log.js';
+import { VERSION, VERSION_LINE } from './version.js';
+
+const UNSUPPORTED_AUTH = new Set(['hba', 'cert', 'pam', 'ldap']);
+
+function die(msg: string): never {
+  log.fatal(msg);
+  process.exit(1);
+}
+
+function load(path: string): Config {
+  const cfg = loadConfig(path);
+  if (UNSUPPORTED_AUTH.has(cfg.settings.auth_type)) {
+    throw new ConfigError([
+      {
+        file: path,
+        line: cfg.explicit.get('auth_type')?.line ?? 0,
+        message: `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
+      },
+    ]);
+  }
+  return cfg;
+}
+
+function configureLog(cfg: Config, args: CliArgs): void {
+  log.configure({
+    stderr: !args.quiet && !args.daemon,
+    logfile: cfg.settings.logfile,
+    verbose: Math.max(cfg.settings.verbose, args.verbose),
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function writePidfile(path: string): void {
+  if (existsSync(path)) {
+    const old = parseInt(readFileSync(path, 'utf8').trim(), 10);
+    if (old > 0 && old !== process.pid && alive(old)) die(`pidfile exists and process ${old} is running: ${path}`);
+  }
+  try {
+    writeFileSync(path, `${process.pid}\n`);
+  } catch (err) {
+    die(`could not write pidfile ${path}: ${(err as Error).message}`);
+  }
+  process.on('exit', () => {
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  });
+}
+
+/** -d: Node cannot fork, so re-run ourselves detached and wait until the child has written its pidfile. */
+async function daemonize(cfg: Config, argv: string[]): Promise<never> {
+  const pidfile = cfg.settings.pidfile;
+  if (!pidfile) die('daemon mode needs pidfile to be set in the config file');
+  if (!cfg.settings.logfile) die('daemon mode needs logfile to be set in the config file');
+  const childArgs = argv.filter((a) => a !== '-d' && a !== '--daemon').map((a) => (/^-[a-zA-Z]*d/.test(a) ? a.replace('d', '') : a));
+  const child = spawn(process.execPath, [process.argv[1]!, ...childArgs], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...process.env, PGTIDE_DAEMON_CHILD: '1' },
+  });
+  child.unref();
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (existsSync(pidfile) && parseInt(readFileSync(pidfile, 'utf8'), 10) === child.pid) process.exit(0);
+    if (child.exitCode !== null) die(`pgtide failed to start in the background (exit code ${child.exitCode}); see ${cfg.settings.logfile}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  die('pgtide did not start in the background within 10 seconds');
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  let args: CliArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`pgtide: ${err.message}\nTry "pgtide --help" for more information.\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (args.version) {
+    process.stdout.write(`${VERSION_LINE}\nreads PgBouncer 1.25 configuration files\nnode ${process.version}\n`);
+    return;
+  }
+  if (!args.configFile) {
+    process.stderr.write('Need config file.  See pgtide -h for usage.\n');
+    process.exit(1);
+  }
+  if (args.reboot) die('-R/--reboot (online restart) is not supported; PgBouncer deprecated it in 1.20');
+  if (args.user !== undefined) die('-u/--user is not supported: start pgtide as the user it should run as');
+
+  const path = resolve(args.configFile);
+  let cfg: Config;
+  try {
+    cfg = load(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const e of err.errors) log.error(`${e.file}:${e.line}: ${e.message}`);
+      die('cannot load config file');
+    }
+    die(`cannot load config file: ${(err as Error).message}`);
+  }
+  configureLog(cfg, args);
+  for (const w of cfg.warnings) log.warning(`${w.file}:${w.line}: ${w.message}`);
+
+  if (args.daemon && !process.env.PGTIDE_DAEMON_CHILD) await daemonize(cfg, argv);
+  if (cfg.settings.pidfile) writePidfile(cfg.settings.pidfile);
+
+  const pooler = new Pooler(cfg);
+  try {
+    await pooler.listen();
+  } catch (err) {
+    die(`could not start listening: ${(err as Error).message}`);
+  }
+  log.log(`process up: ${VERSION_LINE}, pid ${process.pid}`);
+
+  process.on('SIGHUP', () => {
+    log.log('got SIGHUP, re-reading config');
+    try {
+      const next = load(path);
+      for (const w of next.warnings) log.warning(`${w.file}:${w.line}: ${w.message}`);
+      pooler.reload(next);
+      configureLog(pooler.config, args);
+      log.reopen();
+    } catch (err) {
+      if (err instanceof ConfigError) for (const e of err.errors) log.error(`${e.file}:${e.line}: ${e.message}`);
+      else log.error(`reload failed: ${(err as Error).message}`);
+      log.error('RELOAD failed, keeping the old configuration');
+    }
+  });
+
+  let stopping = false;
+  const exitNow = async (why: string) => {
+    log.log(why);
+    await pooler.close();
+    log.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => {
+    if (stopping) {
+      void exitNow('got SIGINT again, exiting now');
+      return;
+    }
+    stopping = true;
+    pooler.once('drained', () => void exitNow('all servers released, exiting'));
+    pooler.safeShutdown();
+  });
+  process.on('SIGTERM', () => void exitNow('got SIGTERM, fast exit'));
+}
+
+process.on('uncaughtException', (err) => {
+  log.fatal(`internal error: ${err.stack ?? err.message}`);
+  process.exit(70);
+});
+
+void main().catch((err: Error) => die(`pgtide ${VERSION}: ${err.stack ?? err.message}`));

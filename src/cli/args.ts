@@ -1,0 +1,120 @@
+/* Command-line flags with PgBouncer's meanings: pgtide [-d] [-q] [-v…] [-u user] [-V] [-h] config.ini */
+
+export interface CliArgs {
+  daemon: boolean;
+  quiet: boolean;
+  verbose: number;
+  user: string | undefined;
+  version: boolean;
+  help: boolean;
+  reboot: boolean;
+  configFile: string | undefined;
+}
+
+export class UsageError extends Error {}
+
+export const USAGE = `pgtide is a PostgreSQL connection pooler that reads PgBouncer's configuration.
+
+Usage:
+  pgtide [OPTION]... CONFIG_FILE
+
+Options:
+  -d, --daemon         run in the background (needs pidfile and logfile)
+  -q, --quiet          run quietly (no log messages on stderr)
+  -v, --verbose        increase verbosity (can be repeated)
+  -u, --user=USERNAME  not supported: run pgtide as the target user instead
+  -R, --reboot         not supported (deprecated in PgBouncer 1.20): use SHUTDOWN WAIT_FOR_CLIENTS
+  -V, --version        show version, then exit
+  -h, --help           show this help, then exit
+
+Signals: SIGHUP reloads the configuration, SIGINT waits for transactions to finish
+and exits, SIGTERM exits at once.
+`;
+
+export function parseArgs(argv: string[]): CliArgs {
+  const a: CliArgs = {
+    daemon: false,
+    quiet: false,
+    verbose: 0,
+    user: undefined,
+    version: false,
+    help: false,
+    reboot: false,
+    configFile: undefined,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      if (i + 1 < argv.length) a.configFile = argv[i + 1];
+      break;
+    }
+    if (arg.startsWith('--')) {
+      const [name, value] = arg.slice(2).split('=', 2) as [string, string | undefined];
+      switch (name) {
+        case 'daemon':
+          a.daemon = true;
+          break;
+        case 'quiet':
+          a.quiet = true;
+          break;
+        case 'verbose':
+          a.verbose++;
+          break;
+        case 'version':
+          a.version = true;
+          break;
+        case 'help':
+          a.help = true;
+          break;
+        case 'reboot':
+          a.reboot = true;
+          break;
+        case 'user':
+          a.user = value ?? argv[++i];
+          if (!a.user) throw new UsageError('option --user needs a value');
+          break;
+        default:
+          throw new UsageError(`unknown option: ${arg}`);
+      }
+      continue;
+    }
+    if (arg.startsWith('-') && arg.length > 1) {
+      for (let j = 1; j < arg.length; j++) {
+        const f = arg[j]!;
+        switch (f) {
+          case 'd':
+            a.daemon = true;
+            break;
+          case 'q':
+            a.quiet = true;
+            break;
+          case 'v':
+            a.verbose++;
+            break;
+          case 'V':
+            a.version = true;
+            break;
+          case 'h':
+            a.help = true;
+            break;
+          case 'R':
+            a.reboot = true;
+            break;
+          case 'u': {
+            const rest = arg.slice(j + 1);
+            a.user = rest || argv[++i];
+            if (!a.user) throw new UsageError('option -u needs a value');
+            j = arg.length;
+            break;
+          }
+          default:
+            throw new UsageError(`unknown option: -${f}`);
+        }
+      }
+      continue;
+    }
+    if (a.configFile !== undefined) throw new UsageError(`unexpected argument: ${arg}`);
+    a.configFile = arg;
+  }
+  return a;
+}

@@ -1,0 +1,496 @@
+/* Client connections: startup and login, then the request path (client → server) with the counting
+ * that decides when a server may go back to the pool. */
+
+import type net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
+import {
+  AUTH_OK,
+  backendKeyData,
+  negotiateProtocolVersion,
+  parameterStatus,
+  parseStartupPacket,
+  READY_IDLE,
+  SSL_NO,
+} from '../protocol/messages.js';
+import { ProtocolError } from '../protocol/reader.js';
+import { SqlState } from '../protocol/sqlstate.js';
+import { Framer, Verdict } from '../net/framer.js';
+import { PoolerError, protocolViolation } from '../util/errors.js';
+import { clock } from '../util/clock.js';
+import { log } from '../util/log.js';
+import { authFlowFor, type AuthFlow } from '../auth/client-auth.js';
+import type { ListNode, StatList } from './list.js';
+import type { Database, Pool, User } from './pool.js';
+import type { ServerConn } from './server.js';
+import type { Pooler } from '../pooler.js';
+import { ClientState, CLIENT_STATE_NAMES } from './states.js';
+
+/** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
+const TRACKED: ReadonlyMap<string, string> = new Map([
+  ['client_encoding', 'client_encoding'],
+  ['datestyle', 'DateStyle'],
+  ['timezone', 'TimeZone'],
+  ['standard_conforming_strings', 'standard_conforming_strings'],
+  ['application_name', 'application_name'],
+]);
+
+/** Largest message accepted from a client during login (password and SASL messages). */
+const MAX_LOGIN_MESSAGE = 70000;
+
+let nextClientId = 1;
+
+export class ClientConn extends Framer implements ListNode {
+  prev: ListNode | null = null;
+  next: ListNode | null = null;
+  list: StatList<ListNode> | null = null;
+
+  readonly id = nextClientId++;
+  state = ClientState.Login;
+  db: Database | null = null;
+  user: User | null = null;
+  pool: Pool | null = null;
+  server: ServerConn | null = null;
+  /** Tracked parameters the client wants (canonical name → value). */
+  readonly vars = new Map<string, string>();
+  readonly startupParams = new Map<string, string>();
+  cancelPid = 0;
+  cancelKey = 0;
+  readonly connectTime = clock.now;
+  /** Last time the client sent anything (client_idle_timeout, idle_transaction_timeout). */
+  lastActivity = clock.now;
+  waitStart = 0;
+  readonly addr: string;
+  readonly port: number;
+  readonly localAddr: string;
+  readonly localPort: number;
+
+  /** Requests received while no server was ready; the socket is paused meanwhile. */
+  private stash: Buffer[] | null = null;
+  /** Linked and prepared: bytes go straight to the server. */
+  private forwarding = false;
+  private startBuf: Buffer | null = null;
+  private startupDone = false;
+  private auth: AuthFlow | null = null;
+  private authBusy = false;
+  private terminating = false;
+  private closed = false;
+
+  constructor(
+    readonly pooler: Pooler,
+    readonly socket: net.Socket,
+    readonly unix: boolean,
+  ) {
+    super();
+    this.addr = unix ? 'unix' : (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    this.port = unix ? 0 : (socket.remotePort ?? 0);
+    this.localAddr = unix ? 'unix' : (socket.localAddress ?? '').replace(/^::ffff:/, '');
+    this.localPort = unix ? 0 : (socket.localPort ?? 0);
+    socket.setNoDelay(true);
+    if (!unix && pooler.settings.tcp_keepalive) socket.setKeepAlive(true);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.onData(chunk);
+      } catch (err) {
+        log.error(`internal error on client connection: ${(err as Error).stack ?? err}`, this);
+        this.fail(new PoolerError(SqlState.InternalError, 'internal error in pgtide'));
+      }
+    });
+    socket.on('drain', () => this.server?.unpause());
+    socket.on('error', () => this.close('client unexpected eof', true));
+    socket.on('close', () => this.close('client unexpected eof'));
+  }
+
+  get stateName(): string {
+    return CLIENT_STATE_NAMES[this.state];
+  }
+
+  logPrefix(): string {
+    const db = this.db?.name ?? this.startupParams.get('database') ?? '(nodb)';
+    const user = this.user?.name ?? this.startupParams.get('user') ?? '(nouser)';
+    return `C-${this.id}: ${db}/${user}@${this.unix ? 'unix' : this.addr}:${this.port}`;
+  }
+
+  // ---- I/O ----
+
+  write(data: Buffer): boolean {
+    return this.socket.write(data);
+  }
+
+  bytesOut(n: number): void {
+    this.pool?.stats.sent(n);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastActivity = clock.now;
+    if (this.forwarding) {
+      this.pool!.stats.received(chunk.length);
+      this.feed(chunk);
+      return;
+    }
+    if (!this.startupDone) {
+      this.onStartupData(chunk);
+      return;
+    }
+    if (this.state === ClientState.Login) {
+      if (this.authBusy) this.hold(chunk);
+      else this.feed(chunk);
+      return;
+    }
+    // logged in, no server ready: an idle client sending Terminate needs none
+    if (!this.stash && this.atBoundary() && chunk.length === 5 && chunk[0] === FE.Terminate) {
+      this.close('client close request');
+      return;
+    }
+    this.hold(chunk);
+    if (this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
+  }
+
+  private hold(chunk: Buffer): void {
+    if (this.stash) this.stash.push(chunk);
+    else this.stash = [chunk];
+    this.socket.pause();
+  }
+
+  /** A server is linked and prepared: send what waited, then read on. */
+  onLinked(): void {
+    this.forwarding = true;
+    const stash = this.stash;
+    this.stash = null;
+    if (stash) {
+      for (const chunk of stash) {
+        this.pool!.stats.received(chunk.length);
+        this.feed(chunk);
+        if (this.closed || !this.forwarding) return;
+      }
+    }
+    if (!this.terminating) this.socket.resume();
+  }
+
+  /** The server went back to the pool. */
+  unlinked(): void {
+    this.forwarding = false;
+    this.server = null;
+  }
+
+  /** The server socket drained: the client may send again. */
+  serverDrained(): void {
+    if (this.forwarding && this.socket.isPaused()) this.socket.resume();
+  }
+
+  requestServer(): void {
+    if (this.pool && this.state === ClientState.Active && !this.server) this.pool.requestServer(this);
+  }
+
+  /** A ParameterStatus from the linked server: the client changed a tracked setting. */
+  serverParam(name: string, value: string): void {
+    if (this.vars.has(name)) this.vars.set(name, value);
+  }
+
+  // ---- request path (work phase) ----
+
+  protected wantBody(): boolean {
+    return this.state === ClientState.Login;
+  }
+
+  protected onHeader(type: number): Verdict {
+    const s = this.server!;
+    switch (type) {
+      case FE.Query:
+      case FE.FunctionCall:
+        s.sentRequest();
+        break;
+      case FE.Sync:
+        if (!s.copyIn) s.sentRequest();
+        break;
+      case FE.Terminate:
+        this.terminating = true;
+        this.actionPending = true;
+        return Verdict.Skip;
+      case FE.CopyDone:
+      case FE.CopyFail:
+        s.copyIn = false;
+        break;
+      case FE.CopyData:
+        break;
+      case FE.Flush:
+        if (!s.copyIn) s.dirty = true;
+        break;
+      default:
+        s.dirty = true;
+    }
+    return Verdict.Forward;
+  }
+
+  protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
+    // only during login: authentication messages
+    if (type !== FE.Password || !this.auth) {
+      if (type === FE.Terminate) this.close('client close request');
+      else this.fail(protocolViolation(`expected password response, got message type '${String.fromCharCode(type)}'`));
+      return Verdict.Skip;
+    }
+    const body = Buffer.from(buf.subarray(start + 5, end));
+    this.authBusy = true;
+    this.auth.onPassword(body).then(
+      (step) => {
+        this.authBusy = false;
+        if (this.closed) return;
+        if (step.kind === 'send') {
+          this.write(step.msg);
+        } else if (!step.ok) {
+          if (step.reason) log.log(`authentication failed: ${step.reason}`, this);
+          this.fail(new PoolerError(SqlState.InvalidPassword, `password authentication failed for user "${this.user!.name}"`));
+          return;
+        } else {
+          if (step.final) this.write(step.final);
+          if (step.scramKeys) this.user!.scramKeys = step.scramKeys;
+          this.auth = null;
+          this.authenticated();
+        }
+        const held = this.stash;
+        this.stash = null;
+        if (held && !this.closed) {
+          for (const c of held) this.onData(c);
+        }
+        if (!this.closed && this.state === ClientState.Login) this.socket.resume();
+      },
+      (err: Error) => {
+        this.authBusy = false;
+        log.error(`authentication error: ${err.message}`, this);
+        this.fail(new PoolerError(SqlState.InternalError, 'authentication failed: internal error'));
+      },
+    );
+    return Verdict.Skip;
+  }
+
+  protected emit(data: Buffer): void {
+    const s = this.server;
+    if (!s) return;
+    if (!s.write(data)) this.socket.pause();
+  }
+
+  protected act(): void {
+    if (this.terminating) this.close('client close request');
+  }
+
+  protected maxMessage(): number {
+    if (this.state === ClientState.Login) return MAX_LOGIN_MESSAGE;
+    return this.pooler.settings.max_packet_size;
+  }
+
+  protected onBadLength(type: number, length: number): void {
+    this.fail(
+      protocolViolation(
+        length < 4
+          ? `invalid message length ${length} for message type '${String.fromCharCode(type)}'`
+          : `message too large: ${length} bytes (max_packet_size)`,
+      ),
+    );
+  }
+
+  // ---- startup ----
+
+  private onStartupData(chunk: Buffer): void {
+    let buf = this.startBuf ? Buffer.concat([this.startBuf, chunk]) : chunk;
+    this.startBuf = null;
+    while (!this.startupDone && !this.closed) {
+      if (buf.length < 4) break;
+      const len = buf.readUInt32BE(0);
+      if (len < 8 || len > MAX_STARTUP_PACKET) {
+        this.fail(protocolViolation('invalid length of startup packet'));
+        return;
+      }
+      if (buf.length < len) break;
+      const packet = buf.subarray(0, len);
+      buf = buf.subarray(len);
+      this.onStartupPacket(packet);
+    }
+    if (this.closed) return;
+    if (!this.startupDone) {
+      if (buf.length > 0) this.startBuf = Buffer.from(buf);
+      return;
+    }
+    if (buf.length > 0) this.onData(Buffer.from(buf));
+  }
+
+  private onStartupPacket(packet: Buffer): void {
+    let p;
+    try {
+      p = parseStartupPacket(packet, 0, packet.length);
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.fail(protocolViolation(err.message));
+        return;
+      }
+      throw err;
+    }
+    switch (p.code) {
+      case StartupCode.SSLRequest:
+      case StartupCode.GSSENCRequest:
+        this.write(SSL_NO);
+        return;
+      case StartupCode.CancelRequest:
+        this.startupDone = true;
+        this.pooler.cancel(p.cancelPid!, p.cancelKey!);
+        this.close('cancel request', true);
+        return;
+    }
+    if (p.code >> 16 !== 3) {
+      this.fail(
+        new PoolerError(
+          SqlState.FeatureNotSupported,
+          `unsupported frontend protocol ${p.code >> 16}.${p.code & 0xffff}: server supports 3.0 to 3.0`,
+        ),
+      );
+      return;
+    }
+    this.startupDone = true;
+    for (const [k, v] of p.params) this.startupParams.set(k, v);
+    const minor = p.code & 0xffff;
+    try {
+      this.startup(minor);
+    } catch (err) {
+      if (err instanceof PoolerError) this.fail(err);
+      else throw err;
+    }
+  }
+
+  private startup(minor: number): void {
+    const params = this.startupParams;
+    const st = this.pooler.settings;
+    const userName = params.get('user');
+    if (!userName) throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'no username supplied');
+    const dbName = params.get('database') || userName;
+    const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()));
+    const extra = new Map(st.track_extra_parameters.map((s) => [s.toLowerCase(), s] as const));
+    const protoOptions: string[] = [];
+    for (const [k, v] of params) {
+      const lk = k.toLowerCase();
+      if (lk === 'user' || lk === 'database') continue;
+      const canon = TRACKED.get(lk) ?? extra.get(lk);
+      if (canon) {
+        this.vars.set(canon, v);
+      } else if (k.startsWith('_pq_.')) {
+        protoOptions.push(k);
+      } else if (lk === 'options') {
+        if (!ignored.has('options')) this.parseOptions(v, extra);
+      } else if (!ignored.has(lk)) {
+        throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter: ${k}`);
+      }
+    }
+    if (minor > 0 || protoOptions.length > 0) this.write(negotiateProtocolVersion(0, protoOptions));
+    if (st.application_name_add_host && !this.unix) {
+      const app = this.vars.get('application_name') ?? '';
+      this.vars.set('application_name', `${app} - ${this.addr}:${this.port}`);
+    }
+    this.pooler.loginClient(this, dbName, userName);
+  }
+
+  /** `options=-c name=value --name=value`: only tracked parameters are allowed (PgBouncer 1.20+). */
+  private parseOptions(value: string, extra: Map<string, string>): void {
+    const words = value.split(/\s+/).filter(Boolean);
+    for (let i = 0; i < words.length; i++) {
+      let w = words[i]!;
+      if (w === '-c') {
+        w = words[++i] ?? '';
+      } else if (w.startsWith('-c')) {
+        w = w.slice(2);
+      } else if (w.startsWith('--')) {
+        w = w.slice(2);
+      } else {
+        throw new PoolerError(
+          SqlState.ProtocolViolation,
+          "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed",
+        );
+      }
+      const eq = w.indexOf('=');
+      const name = eq > 0 ? w.slice(0, eq).replace(/-/g, '_') : '';
+      const canon = TRACKED.get(name.toLowerCase()) ?? extra.get(name.toLowerCase());
+      if (!canon) throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter in options: ${name || w}`);
+      this.vars.set(canon, w.slice(eq + 1));
+    }
+  }
+
+  /** Called by the pooler once db and user are known: start authentication. */
+  beginAuth(db: Database, user: User): void {
+    this.db = db;
+    this.user = user;
+    const st = this.pooler.settings;
+    if (st.log_connections) log.log(`login attempt: db=${db.name} user=${user.name} tls=no`, this);
+    this.auth = authFlowFor(st.auth_type, user.name, user.secret);
+    if (!this.auth) {
+      this.authenticated();
+      return;
+    }
+    this.write(this.auth.start());
+  }
+
+  private authenticated(): void {
+    this.pooler.clientAuthenticated(this);
+  }
+
+  /** Send AuthenticationOk and the welcome (ParameterStatus, BackendKeyData, ReadyForQuery). */
+  finishLogin(): void {
+    const pool = this.pool!;
+    const welcome = pool.welcome!;
+    for (const [name, value] of welcome) {
+      if ((TRACKED.has(name.toLowerCase()) || this.pooler.settings.track_extra_parameters.includes(name)) && !this.vars.has(name))
+        this.vars.set(name, value);
+    }
+    const parts: Buffer[] = [AUTH_OK];
+    for (const [name, value] of welcome) parts.push(parameterStatus(name, this.vars.get(name) ?? value));
+    for (const [name, value] of this.vars) if (!welcome.has(name)) parts.push(parameterStatus(name, value));
+    this.cancelPid = randomInt(1, 0x7fffffff);
+    this.cancelKey = randomInt(0, 0x7fffffff);
+    this.pooler.registerCancelKey(this);
+    parts.push(backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE);
+    this.write(Buffer.concat(parts));
+    pool.setClientState(this, ClientState.Active);
+    if (this.stash) pool.requestServer(this);
+  }
+
+  // ---- errors and closing ----
+
+  /** Send the error to the client (if it can still hear) and close. */
+  fail(err: PoolerError): void {
+    if (this.closed) return;
+    if (this.pooler.settings.log_pooler_errors) log.warning(`pooler error: ${err.message}`, this);
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(err.toMessage());
+    this.close(err.message);
+  }
+
+  close(reason: string, quiet = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopped = true;
+    this.forwarding = false;
+    const st = this.pooler.settings;
+    if (!quiet && st.log_disconnections && this.startupDone) {
+      log.log(`closing because: ${reason} (age=${Math.round((clock.now - this.connectTime) / 1000)}s)`, this);
+    }
+    const s = this.server;
+    this.server = null;
+    if (s) {
+      s.client = null;
+      s.unpause();
+      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal()) {
+        if (s.txStatus === 0x49) s.pool.release(s);
+        else s.close('client disconnected in transaction');
+      } else if (s.copyIn || s.busyInternal()) {
+        s.close('client disconnected during COPY or setup');
+      }
+      // otherwise the server finishes the request it has and is released (or closed) then
+    }
+    this.stash = null;
+    this.pooler.clientGone(this);
+    const sock = this.socket;
+    if (!sock.destroyed) {
+      if (sock.writableLength > 0) sock.end(() => sock.destroy());
+      else sock.destroy();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

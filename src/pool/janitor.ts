@@ -1,0 +1,140 @@
+/* Periodic maintenance: one tick (3 per second, like PgBouncer) checks every timeout against a cached
+ * clock, keeps min_pool_size filled, opens the reserve pool, and retries failed server logins. */
+
+import { performance } from 'node:perf_hooks';
+import { SqlState } from '../protocol/sqlstate.js';
+import { PoolerError } from '../util/errors.js';
+import { clock } from '../util/clock.js';
+import { log } from '../util/log.js';
+import type { Pooler } from '../pooler.js';
+import type { Pool } from './pool.js';
+import { TxStatus } from '../protocol/codes.js';
+import { ServerState } from './states.js';
+
+export const TICK_MS = 333;
+
+export class Janitor {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly pooler: Pooler) {}
+
+  start(): void {
+    if (!this.timer) this.timer = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  tick(): void {
+    const now = clock.refresh();
+    const st = this.pooler.settings;
+    // logins that take too long
+    const loginLimit = st.client_login_timeout * 1000;
+    if (loginLimit > 0) {
+      for (let c = this.pooler.loginClients.head; c; ) {
+        const next = c.next as typeof c | null;
+        if (now - c.connectTime > loginLimit) c.fail(new PoolerError(SqlState.ProtocolViolation, 'client_login_timeout'));
+        c = next;
+      }
+    }
+    for (const pool of [...this.pooler.pools()]) this.pool(pool, now);
+    for (const [name, db] of this.pooler.databases) {
+      if (!db.auto) continue;
+      if (db.clientCount > 0 || db.serverCount > 0) db.lastUsed = now;
+      else if (now - db.lastUsed > st.autodb_idle_timeout * 1000) {
+        this.pooler.databases.delete(name);
+        log.log(`auto-database "${name}" freed after autodb_idle_timeout`);
+      }
+    }
+  }
+
+  private pool(pool: Pool, now: number): void {
+    const st = this.pooler.settings;
+    const user = pool.user.entry;
+    const perfNow = performance.now();
+
+    // clients waiting for a server
+    const waitLimit = st.query_wait_timeout * 1000;
+    const reserveAfter = st.reserve_pool_timeout * 1000;
+    for (let c = pool.waitingClients.head; c; ) {
+      const next = c.next as typeof c | null;
+      const waited = perfNow - c.waitStart;
+      if (waitLimit > 0 && waited > waitLimit) {
+        c.fail(new PoolerError(SqlState.ConnectionFailure, 'query_wait_timeout'));
+      } else if (!pool.reserveActive && pool.reserveSize() > 0 && waited > reserveAfter) {
+        pool.reserveActive = true;
+      }
+      c = next;
+    }
+    for (let c = pool.loginWaitClients.head; c; ) {
+      const next = c.next as typeof c | null;
+      if (waitLimit > 0 && perfNow - c.waitStart > waitLimit)
+        c.fail(new PoolerError(SqlState.ConnectionFailure, 'query_wait_timeout'));
+      c = next;
+    }
+    if (pool.waitingClients.count === 0) pool.reserveActive = false;
+
+    // logged-in clients: idle, idle in transaction, long queries
+    const clientIdle = (user?.client_idle_timeout ?? st.client_idle_timeout) * 1000;
+    const idleTx = (user?.idle_transaction_timeout ?? st.idle_transaction_timeout) * 1000;
+    const queryLimit = (user?.query_timeout ?? st.query_timeout) * 1000;
+    if (clientIdle > 0 || idleTx > 0 || queryLimit > 0) {
+      for (let c = pool.activeClients.head; c; ) {
+        const next = c.next as typeof c | null;
+        const s = c.server;
+        if (!s) {
+          if (clientIdle > 0 && now - c.lastActivity > clientIdle)
+            c.fail(new PoolerError(SqlState.IdleSessionTimeout, 'client_idle_timeout'));
+        } else if (s.outstanding > 0) {
+          if (queryLimit > 0 && perfNow - s.requestStart > queryLimit) {
+            s.sendCancel();
+            c.fail(new PoolerError(SqlState.QueryCanceled, 'query_timeout'));
+          }
+        } else if (s.txStatus !== TxStatus.Idle) {
+          if (idleTx > 0 && now - c.lastActivity > idleTx)
+            c.fail(new PoolerError(SqlState.IdleInTransactionSessionTimeout, 'idle transaction timeout'));
+        }
+        c = next;
+      }
+    }
+
+    // servers
+    const connectLimit = st.server_connect_timeout * 1000;
+    for (let s = pool.loginServers.head; s; ) {
+      const next = s.next as typeof s | null;
+      if (connectLimit > 0 && now - s.connectTime > connectLimit) {
+        pool.connectFailed(new PoolerError(SqlState.ConnectionFailure, 'server connect timeout'));
+        s.close('connect timeout');
+      }
+      s = next;
+    }
+    const idleLimit = st.server_idle_timeout * 1000;
+    const lifetime = pool.serverLifetimeMs();
+    const checkDelay = st.server_check_delay * 1000;
+    const checking = this.pooler.checkQuery() !== null;
+    const min = pool.minPoolSize();
+    for (let s = pool.idleServers.head; s; ) {
+      const next = s.next as typeof s | null;
+      const idle = now - s.idleSince;
+      if (s.closeNeeded) s.close('database configuration changed');
+      else if (lifetime > 0 && now - s.connectTime > lifetime && pool.serverCount() > min) s.close('server lifetime over');
+      else if (idleLimit > 0 && idle > idleLimit && pool.serverCount() > min) s.close('server idle timeout');
+      else if (checking && idle > checkDelay) pool.setServerState(s, ServerState.Used);
+      s = next;
+    }
+    for (let s = pool.usedServers.head; s; ) {
+      const next = s.next as typeof s | null;
+      if (idleLimit > 0 && now - s.idleSince > idleLimit && pool.serverCount() > min) s.close('server idle timeout');
+      s = next;
+    }
+
+    // keep the pool filled and retry logins for waiting clients
+    pool.fillMinPool();
+    if (pool.waitingClients.count > 0 || pool.loginWaitClients.count > 0) {
+      pool.launchIfNeeded();
+      pool.failWaitersIfDown();
+    }
+  }
+}

@@ -1,0 +1,564 @@
+/* Server connections: logging in to PostgreSQL, running the pooler's own queries, and carrying replies
+ * back to the linked client. Pooling decisions are made at ReadyForQuery. */
+
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { AuthCode, BE, TxStatus } from '../protocol/codes.js';
+import {
+  parseErrorBody,
+  passwordMessage,
+  query,
+  saslInitialResponse,
+  saslResponse,
+  startupMessage,
+  cancelRequest,
+  TERMINATE,
+} from '../protocol/messages.js';
+import { Reader } from '../protocol/reader.js';
+import { SqlState } from '../protocol/sqlstate.js';
+import { Framer, Verdict } from '../net/framer.js';
+import { PoolerError } from '../util/errors.js';
+import { clock } from '../util/clock.js';
+import { log } from '../util/log.js';
+import { md5Response, isMd5Secret } from '../auth/md5.js';
+import { ScramClientExchange, isScramSecret, SCRAM_MECHANISM } from '../auth/scram.js';
+import type { ListNode, StatList } from './list.js';
+import type { ClientConn } from './client.js';
+import type { Pool } from './pool.js';
+import type { Pooler } from '../pooler.js';
+import { ServerState, SERVER_STATE_NAMES } from './states.js';
+
+const enum After {
+  None = 0,
+  /** End of transaction/statement: give the server back to the pool. */
+  Release = 1,
+  /** Statement mode saw a transaction block. */
+  StatementTx = 2,
+  /** A departed client's last request finished. */
+  DrainDone = 3,
+}
+
+/** Quote a value for SET ... = '<value>'. */
+function quoteLiteral(v: string): string {
+  return "'" + v.replace(/'/g, "''") + "'";
+}
+
+let nextServerId = 1;
+
+export class ServerConn extends Framer implements ListNode {
+  prev: ListNode | null = null;
+  next: ListNode | null = null;
+  list: StatList<ListNode> | null = null;
+
+  readonly id = nextServerId++;
+  state = ServerState.Login;
+  socket: net.Socket | null = null;
+  client: ClientConn | null = null;
+
+  /** Requests sent (Query, Sync, FunctionCall) not yet answered by ReadyForQuery. */
+  outstanding = 0;
+  /** Extended-protocol messages sent since the last Sync: the server holds unsynced state. */
+  dirty = false;
+  /** Between CopyInResponse and CopyDone/CopyFail/ErrorResponse. */
+  copyIn = false;
+  txStatus: number = TxStatus.Idle;
+  /** Values the server reported with ParameterStatus (its current settings). */
+  readonly params = new Map<string, string>();
+  backendPid = 0;
+  backendKey = 0;
+  readonly connectTime = clock.now;
+  idleSince = clock.now;
+  linkedAt = 0;
+  /** performance.now() when the current request started (query_timeout, query_time). */
+  requestStart = 0;
+  /** performance.now() when the current transaction started (0 = none open). */
+  xactStart = 0;
+  /** Close when next released (RECONNECT, changed connstring). */
+  closeNeeded = false;
+  /** The socket is paused because the client cannot take more. */
+  pausedForClient = false;
+
+  private inLogin = true;
+  private scram: ScramClientExchange | null = null;
+  private internalDone: ((err: PoolerError | null) => void) | null = null;
+  private internalError: PoolerError | null = null;
+  private after = After.None;
+  private closed = false;
+  private remoteDesc = '';
+  private localDesc = '';
+  private readonly reader = new Reader(Buffer.alloc(0));
+
+  constructor(
+    readonly pooler: Pooler,
+    readonly pool: Pool,
+  ) {
+    super();
+  }
+
+  get stateName(): string {
+    return SERVER_STATE_NAMES[this.state];
+  }
+
+  logPrefix(): string {
+    return `S-${this.id}: ${this.pool.db.name}/${this.pool.user.name}@${this.remoteDesc}`;
+  }
+
+  /** Address details for SHOW SERVERS. */
+  get addr(): { host: string; port: number; localHost: string; localPort: number } {
+    const s = this.socket;
+    return {
+      host: s?.remoteAddress ?? this.target().path ?? '',
+      port: s?.remotePort ?? this.target().port ?? 0,
+      localHost: s?.localAddress ?? '',
+      localPort: s?.localPort ?? 0,
+    };
+  }
+
+  private target(): { host?: string; port: number; path?: string } {
+    const e = this.pool.db.entry;
+    const port = e.port;
+    let host = e.host;
+    if (host && host.includes(',')) {
+      const hosts = host.split(',').map((h) => h.trim()).filter(Boolean);
+      host = hosts[this.id % hosts.length];
+    }
+    if (!host) host = this.pooler.settings.unix_socket_dir || '/tmp';
+    if (host.startsWith('/')) return { path: `${host}/.s.PGSQL.${port}`, port };
+    return { host, port };
+  }
+
+  // ---- connect and login ----
+
+  connect(): void {
+    const t = this.target();
+    this.remoteDesc = t.path ? `unix:${t.path}` : `${t.host}:${t.port}`;
+    const sock = t.path ? net.connect({ path: t.path }) : net.connect({ host: t.host!, port: t.port });
+    this.socket = sock;
+    sock.setNoDelay(true);
+    if (this.pooler.settings.tcp_keepalive && !t.path) sock.setKeepAlive(true);
+    sock.on('connect', () => this.onConnect());
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        this.feed(chunk);
+      } catch (err) {
+        log.error(`internal error on server connection: ${(err as Error).stack ?? err}`, this);
+        this.close('internal error');
+      }
+    });
+    sock.on('drain', () => this.onDrain());
+    sock.on('error', (err: Error) => this.onSocketError(err));
+    sock.on('close', () => this.onSocketClose());
+  }
+
+  private onConnect(): void {
+    const sock = this.socket!;
+    this.localDesc = sock.localAddress ? `${sock.localAddress}:${sock.localPort}` : 'unix socket';
+    const e = this.pool.db.entry;
+    const params: [string, string][] = [
+      ['user', this.pool.user.name],
+      ['database', this.pool.db.dbname],
+    ];
+    if (e.client_encoding) params.push(['client_encoding', e.client_encoding]);
+    if (e.datestyle) params.push(['DateStyle', e.datestyle]);
+    if (e.timezone) params.push(['TimeZone', e.timezone]);
+    if (e.application_name) params.push(['application_name', e.application_name]);
+    sock.write(startupMessage(params));
+  }
+
+  private loginFailed(err: PoolerError, reason: string): void {
+    this.pool.connectFailed(err);
+    this.close(reason);
+  }
+
+  /** Password material for logging in as the pool's user. */
+  private credentials(): { password?: string; md5?: string; scram?: { clientKey: Buffer; serverKey: Buffer } } {
+    const db = this.pool.db;
+    const user = this.pool.user;
+    if (db.entry.user && db.entry.password !== undefined) return { password: db.entry.password };
+    const secret = user.secret;
+    if (secret === undefined) return {};
+    if (isScramSecret(secret)) {
+      if (user.scramKeys && user.scramKeys.secret === secret)
+        return { scram: { clientKey: user.scramKeys.clientKey, serverKey: user.scramKeys.serverKey } };
+      return {};
+    }
+    if (isMd5Secret(secret)) return { md5: secret };
+    return { password: secret };
+  }
+
+  private onLoginMessage(type: number, buf: Buffer, start: number, end: number): void {
+    const r = this.reader.reset(buf, start + 5, end);
+    switch (type) {
+      case BE.Authentication:
+        this.onAuthRequest(r.i32(), r);
+        return;
+      case BE.ErrorResponse: {
+        const e = parseErrorBody(buf, start + 5, end);
+        const err = new PoolerError(e.code || SqlState.ConnectionFailure, e.message, true, e.detail, e.hint);
+        log.warning(`server login failed: ${e.severity} ${e.message}`, this);
+        this.loginFailed(err, 'login failed');
+        return;
+      }
+      case BE.ParameterStatus: {
+        const name = r.cstring();
+        this.params.set(name, r.cstring());
+        return;
+      }
+      case BE.BackendKeyData:
+        this.backendPid = r.i32();
+        this.backendKey = r.i32();
+        return;
+      case BE.ReadyForQuery:
+        this.txStatus = r.u8();
+        this.loginDone();
+        return;
+      default:
+        return; // NoticeResponse, NegotiateProtocolVersion: nothing to do
+    }
+  }
+
+  private onAuthRequest(code: number, r: Reader): void {
+    const cred = this.credentials();
+    const user = this.pool.user.name;
+    const noPassword = () =>
+      this.loginFailed(
+        new PoolerError(SqlState.InvalidPassword, `no password for user "${user}" to log in to the server`),
+        'no password available for server login',
+      );
+    switch (code) {
+      case AuthCode.Ok:
+        return;
+      case AuthCode.CleartextPassword:
+        if (cred.password === undefined) return noPassword();
+        this.socket!.write(passwordMessage(cred.password));
+        return;
+      case AuthCode.MD5Password: {
+        const salt = r.bytes(4);
+        const pw = cred.password ?? cred.md5;
+        if (pw === undefined) return noPassword();
+        this.socket!.write(passwordMessage(md5Response(user, pw, salt)));
+        return;
+      }
+      case AuthCode.SASL: {
+        const mechs: string[] = [];
+        while (r.remaining() > 1) mechs.push(r.cstring());
+        if (!mechs.includes(SCRAM_MECHANISM)) {
+          return this.loginFailed(
+            new PoolerError(SqlState.FeatureNotSupported, `server asked for unsupported SASL mechanisms: ${mechs.join(', ')}`),
+            'unsupported SASL mechanism',
+          );
+        }
+        if (cred.password !== undefined) this.scram = new ScramClientExchange({ password: cred.password });
+        else if (cred.scram) this.scram = new ScramClientExchange(cred.scram);
+        else return noPassword();
+        this.socket!.write(saslInitialResponse(SCRAM_MECHANISM, this.scram.clientFirst()));
+        return;
+      }
+      case AuthCode.SASLContinue: {
+        const scram = this.scram;
+        if (!scram) return this.loginFailed(protocolError('unexpected SASL continue'), 'protocol error');
+        const data = r.rest().toString('utf8');
+        scram.serverFirst(data).then(
+          (msg) => {
+            if (!this.closed) this.socket!.write(saslResponse(msg));
+          },
+          (err: Error) =>
+            this.loginFailed(new PoolerError(SqlState.InvalidPassword, `SCRAM login to server failed: ${err.message}`), 'SCRAM error'),
+        );
+        return;
+      }
+      case AuthCode.SASLFinal:
+        try {
+          this.scram?.serverFinal(r.rest().toString('utf8'));
+        } catch (err) {
+          this.loginFailed(
+            new PoolerError(SqlState.InvalidPassword, `SCRAM login to server failed: ${(err as Error).message}`),
+            'SCRAM error',
+          );
+        }
+        return;
+      default:
+        this.loginFailed(
+          new PoolerError(SqlState.FeatureNotSupported, `server asked for unsupported authentication method ${code}`),
+          'unsupported auth method',
+        );
+    }
+  }
+
+  private loginDone(): void {
+    this.inLogin = false;
+    this.scram = null;
+    const pool = this.pool;
+    pool.lastConnectFailed = 0;
+    pool.lastError = null;
+    if (!pool.welcome) pool.welcome = new Map(this.params);
+    if (this.pooler.settings.log_connections) log.log(`new connection to server (from ${this.localDesc})`, this);
+    const cq = pool.db.entry.connect_query;
+    if (cq) {
+      this.runInternal(cq, (err) => {
+        if (err) log.warning(`connect_query failed: ${err.message}`, this);
+        pool.serverReady(this);
+      });
+      return;
+    }
+    pool.serverReady(this);
+  }
+
+  // ---- the pooler's own queries (SET, reset, check, connect_query) ----
+
+  /** Send a simple query whose whole reply is swallowed; cb gets the first error, if any. */
+  runInternal(sql: string, cb: (err: PoolerError | null) => void): void {
+    this.internalDone = cb;
+    this.internalError = null;
+    this.socket!.write(query(sql));
+  }
+
+  private onInternalMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (type === BE.ErrorResponse) {
+      if (!this.internalError) {
+        const e = parseErrorBody(buf, start + 5, end);
+        this.internalError = new PoolerError(e.code, e.message, true, e.detail, e.hint);
+      }
+    } else if (type === BE.ParameterStatus) {
+      const r = this.reader.reset(buf, start + 5, end);
+      const name = r.cstring();
+      this.params.set(name, r.cstring());
+    } else if (type === BE.ReadyForQuery) {
+      this.txStatus = buf[start + 5]!;
+      const cb = this.internalDone!;
+      const err = this.internalError;
+      this.internalDone = null;
+      this.internalError = null;
+      cb(err);
+    }
+  }
+
+  /** Linked to a client: bring the server's tracked parameters in line with the client's, then go. */
+  prepareForClient(c: ClientConn): void {
+    let sets = '';
+    for (const [name, value] of c.vars) {
+      if (this.params.get(name) !== value) sets += `SET ${name} = ${quoteLiteral(value)};`;
+    }
+    if (!sets) {
+      c.onLinked();
+      return;
+    }
+    this.runInternal(sets, (err) => {
+      if (this.client !== c) return;
+      if (err) {
+        c.fail(err);
+        return;
+      }
+      for (const [name, value] of c.vars) if (!this.params.has(name) || this.params.get(name) !== value) this.params.set(name, value);
+      c.onLinked();
+    });
+  }
+
+  // ---- reply path ----
+
+  protected wantBody(type: number): boolean {
+    if (this.inLogin || this.internalDone) return true;
+    if (type === BE.ReadyForQuery || type === BE.ParameterStatus) return true;
+    return this.client === null && this.state !== ServerState.Active;
+  }
+
+  protected onHeader(type: number): Verdict {
+    if (type === BE.CopyInResponse) this.copyIn = true;
+    else if (type === BE.ErrorResponse) this.copyIn = false;
+    return this.client ? Verdict.Forward : Verdict.Skip;
+  }
+
+  protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
+    if (this.inLogin) {
+      this.onLoginMessage(type, buf, start, end);
+      return Verdict.Skip;
+    }
+    if (this.internalDone) {
+      this.onInternalMessage(type, buf, start, end);
+      return Verdict.Skip;
+    }
+    const c = this.client;
+    if (type === BE.ReadyForQuery) return this.onReady(buf[start + 5]!, c);
+    if (type === BE.ParameterStatus) {
+      const r = this.reader.reset(buf, start + 5, end);
+      const name = r.cstring();
+      const value = r.cstring();
+      this.params.set(name, value);
+      if (c) c.serverParam(name, value);
+      return c ? Verdict.Forward : Verdict.Skip;
+    }
+    // an idle server (no client) speaking up
+    if (type === BE.NoticeResponse || type === BE.NotificationResponse) return Verdict.Skip;
+    if (type === BE.ErrorResponse) {
+      const e = parseErrorBody(buf, start + 5, end);
+      this.close(`server sent ${e.severity}: ${e.message}`);
+    } else {
+      this.close(`idle server got unexpected message '${String.fromCharCode(type)}'`);
+    }
+    return Verdict.Skip;
+  }
+
+  private onReady(status: number, c: ClientConn | null): Verdict {
+    this.txStatus = status;
+    if (this.outstanding > 0) this.outstanding--;
+    this.xactStart = this.pool.stats.onReady(this.requestStart, this.xactStart, status);
+    if (this.outstanding === 0 && !this.dirty && !this.copyIn) {
+      if (!c) {
+        this.after = After.DrainDone;
+        this.actionPending = true;
+        return Verdict.Skip;
+      }
+      const mode = this.pool.mode();
+      if (status === TxStatus.Idle) {
+        if (mode !== 'session') {
+          this.after = After.Release;
+          this.actionPending = true;
+        }
+      } else if (mode === 'statement') {
+        this.after = After.StatementTx;
+        this.actionPending = true;
+      }
+    }
+    return c ? Verdict.Forward : Verdict.Skip;
+  }
+
+  protected act(): void {
+    const what = this.after;
+    this.after = After.None;
+    switch (what) {
+      case After.Release:
+        this.unpause();
+        this.pool.release(this);
+        break;
+      case After.StatementTx: {
+        const msg = 'transaction blocks not allowed in statement pooling mode';
+        this.client?.fail(new PoolerError(SqlState.FeatureNotSupported, msg));
+        this.close(msg);
+        break;
+      }
+      case After.DrainDone:
+        if (this.txStatus === TxStatus.Idle) this.pool.release(this);
+        else this.close('client disconnected in transaction');
+        break;
+      default:
+        break;
+    }
+  }
+
+  protected emit(data: Buffer): void {
+    const c = this.client;
+    if (!c) return;
+    c.bytesOut(data.length);
+    if (!c.write(data) && !this.pausedForClient) {
+      this.pausedForClient = true;
+      this.socket!.pause();
+    }
+  }
+
+  /** The client drained its socket: read from the server again. */
+  unpause(): void {
+    if (this.pausedForClient) {
+      this.pausedForClient = false;
+      this.socket?.resume();
+    }
+  }
+
+  /** Client → server bytes. Returns false when the server socket is full. */
+  write(data: Buffer): boolean {
+    return this.socket!.write(data);
+  }
+
+  private onDrain(): void {
+    this.client?.serverDrained();
+  }
+
+  protected maxMessage(): number {
+    return 0x7fffffff;
+  }
+
+  protected onBadLength(type: number, length: number): void {
+    this.close(`server sent invalid message length ${length} (type '${String.fromCharCode(type)}')`);
+  }
+
+  /** Counts what a client sends (called per message header by the client side). */
+  sentRequest(): void {
+    if (this.outstanding === 0) this.requestStart = performance.now();
+    this.outstanding++;
+    this.dirty = false;
+  }
+
+  // ---- cancel ----
+
+  /** Forward a cancel for this server's backend on a new connection (cancel_wait_timeout bounds it). */
+  sendCancel(): void {
+    if (!this.backendPid) return;
+    const t = this.target();
+    const sock = t.path ? net.connect({ path: t.path }) : net.connect({ host: t.host!, port: t.port });
+    const timeout = this.pooler.settings.cancel_wait_timeout * 1000;
+    if (timeout > 0) sock.setTimeout(timeout, () => sock.destroy());
+    sock.on('connect', () => sock.end(cancelRequest(this.backendPid, this.backendKey)));
+    sock.on('error', (err) => log.warning(`cancel request failed: ${err.message}`, this));
+    sock.on('data', () => {});
+  }
+
+  // ---- closing ----
+
+  private onSocketError(err: Error): void {
+    if (this.closed) return;
+    if (this.inLogin) {
+      const e = new PoolerError(SqlState.ConnectionFailure, `server connection failed: ${err.message}`);
+      log.warning(`closing because: connect failed: ${err.message}`, this);
+      this.pool.connectFailed(e);
+      this.close('connect failed', true);
+      return;
+    }
+    this.close(`server socket error: ${err.message}`);
+  }
+
+  private onSocketClose(): void {
+    if (this.closed) return;
+    if (this.inLogin) {
+      this.pool.connectFailed(new PoolerError(SqlState.ConnectionFailure, 'server closed the connection during login'));
+    }
+    this.close('server conn crashed?');
+  }
+
+  /** Close the connection. A linked client gets PostgreSQL's error for a lost server and is dropped. */
+  close(reason: string, quiet = false): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopped = true;
+    const c = this.client;
+    this.client = null;
+    if (c) {
+      c.unlinked();
+      c.fail(new PoolerError(SqlState.ConnectionFailure, reason === 'server conn crashed?' ? 'server conn crashed?' : `server connection closed: ${reason}`));
+    }
+    const cb = this.internalDone;
+    this.internalDone = null;
+    if (!quiet && this.pooler.settings.log_disconnections) {
+      log.log(`closing because: ${reason} (age=${Math.round((clock.now - this.connectTime) / 1000)}s)`, this);
+    }
+    const sock = this.socket;
+    if (sock && !sock.destroyed) {
+      if (!this.inLogin && sock.writable) sock.end(TERMINATE);
+      sock.destroy();
+    }
+    this.state = ServerState.Closed;
+    this.pool.serverGone(this);
+    if (cb) cb(new PoolerError(SqlState.ConnectionFailure, reason));
+  }
+
+  /** Running one of the pooler's own queries (SET, reset, check). */
+  busyInternal(): boolean {
+    return this.internalDone !== null;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+function protocolError(msg: string): PoolerError {
+  return new PoolerError(SqlState.ProtocolViolation, msg);
+}

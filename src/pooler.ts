@@ -1,0 +1,399 @@
+/* The pooler: owns the configuration, listeners, databases, users and pools; logs clients in;
+ * routes cancel requests; reloads and shuts down. The library API and the CLI both drive this. */
+
+import net from 'node:net';
+import { existsSync, unlinkSync, chmodSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import type { Config } from './config/loader.js';
+import type { Settings } from './config/params.js';
+import { findParam } from './config/params.js';
+import type { DatabaseEntry } from './config/types.js';
+import { SqlState } from './protocol/sqlstate.js';
+import { PoolerError } from './util/errors.js';
+import { clock } from './util/clock.js';
+import { log } from './util/log.js';
+import { StatList } from './pool/list.js';
+import { ClientConn } from './pool/client.js';
+import { Database, Pool, User } from './pool/pool.js';
+import { ClientState } from './pool/states.js';
+import { Janitor } from './pool/janitor.js';
+
+/** Connection-relevant connstring keys: a change closes the database's servers when released. */
+const CONN_KEYS = ['host', 'port', 'dbname', 'user', 'password'] as const;
+
+export type ShutdownMode = 'none' | 'wait-for-servers' | 'immediate';
+
+export class Pooler extends EventEmitter {
+  config: Config;
+  settings: Settings;
+  readonly databases = new Map<string, Database>();
+  readonly users = new Map<string, User>();
+  readonly loginClients = new StatList<ClientConn>('login_clients');
+  /** Every client connection, logged in or not (max_client_conn). */
+  clientCount = 0;
+  readonly cancelKeys = new Map<string, ClientConn>();
+  private servers: net.Server[] = [];
+  private unixPath = '';
+  readonly janitor: Janitor;
+  shutdown: ShutdownMode = 'none';
+
+  constructor(config: Config) {
+    super();
+    this.config = config;
+    this.settings = config.settings;
+    this.applyUsers();
+    this.applyDatabases();
+    this.janitor = new Janitor(this);
+  }
+
+  // ---- listening ----
+
+  /** Open the TCP listeners (listen_addr) and the unix socket (unix_socket_dir). */
+  async listen(): Promise<void> {
+    const st = this.settings;
+    const addrs = st.listen_addr.flatMap((a) => (a === '*' ? ['0.0.0.0', '::'] : [a]));
+    const tasks: Promise<void>[] = [];
+    for (const host of addrs) tasks.push(this.listenOne({ host, port: st.listen_port, backlog: st.listen_backlog }, false));
+    if (st.unix_socket_dir) {
+      const path = `${st.unix_socket_dir}/.s.PGSQL.${st.listen_port}`;
+      await this.removeStaleSocket(path);
+      this.unixPath = path;
+      tasks.push(this.listenOne({ path, backlog: st.listen_backlog }, true));
+    }
+    const results = await Promise.allSettled(tasks);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length > 0) {
+      await this.closeListeners();
+      throw failed[0]!.reason;
+    }
+    if (this.unixPath) {
+      try {
+        chmodSync(this.unixPath, st.unix_socket_mode);
+      } catch {
+        /* best effort */
+      }
+    }
+    this.janitor.start();
+  }
+
+  private listenOne(opts: net.ListenOptions, unix: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer({ noDelay: true }, (sock) => this.onConnection(sock, unix));
+      srv.once('error', (err: NodeJS.ErrnoException) => {
+        log.error(`cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`);
+        reject(err);
+      });
+      srv.listen(opts, () => {
+        srv.removeAllListeners('error');
+        srv.on('error', (err) => log.error(`listener error: ${err.message}`));
+        log.log(`listening on ${opts.path ? `unix:${opts.path}` : `${opts.host}:${(srv.address() as net.AddressInfo).port}`}`);
+        this.servers.push(srv);
+        resolve();
+      });
+    });
+  }
+
+  /** The TCP port actually bound (listen_port may be 0 in tests). */
+  get port(): number {
+    for (const s of this.servers) {
+      const a = s.address();
+      if (a && typeof a === 'object') return a.port;
+    }
+    return this.settings.listen_port;
+  }
+
+  private removeStaleSocket(path: string): Promise<void> {
+    if (!existsSync(path)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const probe = net.connect({ path });
+      probe.once('connect', () => {
+        probe.destroy();
+        reject(new Error(`unix socket ${path} is in use by another process`));
+      });
+      probe.once('error', () => {
+        try {
+          unlinkSync(path);
+        } catch {
+          /* gone already */
+        }
+        resolve();
+      });
+    });
+  }
+
+  async closeListeners(): Promise<void> {
+    const servers = this.servers;
+    this.servers = [];
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    if (this.unixPath) {
+      try {
+        unlinkSync(this.unixPath);
+      } catch {
+        /* already removed */
+      }
+      this.unixPath = '';
+    }
+  }
+
+  private onConnection(sock: net.Socket, unix: boolean): void {
+    clock.refresh();
+    if (this.shutdown !== 'none') {
+      sock.destroy();
+      return;
+    }
+    this.clientCount++;
+    const c = new ClientConn(this, sock, unix);
+    this.loginClients.push(c);
+  }
+
+  // ---- login ----
+
+  /** Startup packet parsed: find the database and user, check limits, start authentication. */
+  loginClient(c: ClientConn, dbName: string, userName: string): void {
+    if (dbName === 'pgbouncer') {
+      throw new PoolerError(SqlState.FeatureNotSupported, 'the admin console is not available in this pgtide version');
+    }
+    const db = this.findDatabase(dbName);
+    if (!db) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
+    if (db.dead) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
+    if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
+    const user = this.users.get(userName) ?? new User(userName);
+    c.beginAuth(db, user);
+  }
+
+  /** The client proved who it is: attach it to its pool and send the welcome (or wait for one). */
+  clientAuthenticated(c: ClientConn): void {
+    const db = c.db!;
+    let user = c.user!;
+    if (!this.users.has(user.name)) this.users.set(user.name, user);
+    user = this.users.get(user.name)!;
+    c.user = user;
+    const pool = this.getPool(db, db.forcedUser ?? user);
+    c.pool = pool;
+    this.loginClients.remove(c);
+    db.clientCount++;
+    user.clientCount++;
+    db.lastUsed = clock.now;
+    pool.stats.clientLoginCount++;
+    if (pool.welcome) {
+      c.finishLogin();
+      return;
+    }
+    pool.setClientState(c, ClientState.WaitingLogin);
+    pool.launchIfNeeded();
+    pool.failWaitersIfDown();
+  }
+
+  /** A client closed: take it off every list. */
+  clientGone(c: ClientConn): void {
+    this.clientCount--;
+    if (c.cancelPid) this.cancelKeys.delete(`${c.cancelPid}:${c.cancelKey}`);
+    if (c.state === ClientState.Login) this.loginClients.remove(c);
+    else {
+      c.db!.clientCount--;
+      c.user!.clientCount--;
+    }
+    if (c.pool) c.pool.setClientState(c, ClientState.Closed);
+    else c.state = ClientState.Closed;
+    if (this.shutdown !== 'none') this.checkShutdown();
+  }
+
+  registerCancelKey(c: ClientConn): void {
+    this.cancelKeys.set(`${c.cancelPid}:${c.cancelKey}`, c);
+  }
+
+  /** A CancelRequest arrived on its own connection. */
+  cancel(pid: number, key: number): void {
+    const c = this.cancelKeys.get(`${pid}:${key}`);
+    if (!c) {
+      log.log('failed cancel request: no client with that key');
+      return;
+    }
+    const s = c.server;
+    if (!s) {
+      log.debug('cancel request for idle client', c);
+      return;
+    }
+    s.sendCancel();
+  }
+
+  // ---- registry ----
+
+  findDatabase(name: string): Database | undefined {
+    const db = this.databases.get(name);
+    if (db) return db;
+    const fallback = this.config.databases.get('*');
+    if (!fallback) return undefined;
+    const auto = new Database(name, { ...fallback, name });
+    auto.auto = true;
+    auto.forcedUser = this.forcedUserFor(auto.entry);
+    this.databases.set(name, auto);
+    log.log(`registered new auto-database: ${name}`);
+    return auto;
+  }
+
+  getPool(db: Database, user: User): Pool {
+    let pool = db.pools.get(user.name);
+    if (!pool) {
+      pool = new Pool(this, db, user);
+      db.pools.set(user.name, pool);
+    }
+    return pool;
+  }
+
+  *pools(): IterableIterator<Pool> {
+    for (const db of this.databases.values()) yield* db.pools.values();
+  }
+
+  /** Close one idle server of another pool matching pred, to make room (max_db/user_connections). */
+  evictIdle(pred: (p: Pool) => boolean, except: Pool): boolean {
+    for (const p of this.pools()) {
+      if (p !== except && pred(p) && p.closeOneIdle()) return true;
+    }
+    return false;
+  }
+
+  /** server_check_query as a query to send, or null when checks are off. */
+  checkQuery(): string | null {
+    const q = this.settings.server_check_query;
+    if (!q) return null;
+    return q === '<empty>' ? '' : q;
+  }
+
+  private forcedUserFor(e: DatabaseEntry): User | null {
+    if (!e.user) return null;
+    const u = new User(e.user);
+    u.secret = e.password ?? this.config.authFile.get(e.user);
+    u.entry = this.config.users.get(e.user);
+    return u;
+  }
+
+  private applyUsers(): void {
+    const seen = new Set<string>();
+    for (const [name, secret] of this.config.authFile) {
+      let u = this.users.get(name);
+      if (!u) this.users.set(name, (u = new User(name)));
+      if (u.secret !== secret) u.scramKeys = undefined;
+      u.secret = secret;
+      seen.add(name);
+    }
+    for (const [name, entry] of this.config.users) {
+      let u = this.users.get(name);
+      if (!u) this.users.set(name, (u = new User(name)));
+      u.entry = entry;
+      seen.add(name);
+    }
+    for (const [name, u] of this.users) {
+      if (!seen.has(name)) {
+        u.secret = undefined;
+        u.entry = undefined;
+      }
+    }
+  }
+
+  private applyDatabases(): void {
+    const entries = this.config.databases;
+    for (const [name, entry] of entries) {
+      if (name === '*') continue;
+      const db = this.databases.get(name);
+      if (!db) {
+        const d = new Database(name, entry);
+        d.forcedUser = this.forcedUserFor(entry);
+        this.databases.set(name, d);
+        continue;
+      }
+      const changed = CONN_KEYS.some((k) => db.entry[k] !== entry[k]);
+      db.entry = entry;
+      db.dead = false;
+      db.auto = false;
+      if (changed) {
+        db.forcedUser = this.forcedUserFor(entry);
+        this.reconnect(db);
+      }
+    }
+    for (const [name, db] of this.databases) {
+      if (entries.has(name)) continue;
+      const fallback = entries.get('*');
+      if (db.auto && fallback) {
+        db.entry = { ...fallback, name };
+        continue;
+      }
+      db.dead = true;
+      this.reconnect(db);
+    }
+  }
+
+  /** Close a database's servers as soon as each is released (PgBouncer's close_needed). */
+  reconnect(db: Database): void {
+    for (const p of db.pools.values()) {
+      for (const list of [p.activeServers, p.loginServers, p.testedServers])
+        for (const s of list.toArray()) s.closeNeeded = true;
+      for (const list of [p.idleServers, p.usedServers])
+        for (const s of list.toArray()) s.close('database configuration changed');
+    }
+  }
+
+  // ---- reload and shutdown ----
+
+  /** Apply a freshly loaded configuration (RELOAD / SIGHUP). Settings that need a restart keep their value. */
+  reload(next: Config): void {
+    const old = this.settings;
+    const merged = { ...next.settings } as Record<string, unknown>;
+    for (const key of Object.keys(merged)) {
+      const p = findParam(key);
+      if (p && !p.reloadable && JSON.stringify(merged[key]) !== JSON.stringify((old as Record<string, unknown>)[key])) {
+        log.warning(`${key} cannot be changed by a reload; restart pgtide to apply it`);
+        merged[key] = (old as Record<string, unknown>)[key];
+      }
+    }
+    this.config = { ...next, settings: merged as unknown as Settings };
+    this.settings = this.config.settings;
+    this.applyUsers();
+    this.applyDatabases();
+    this.emit('reload');
+  }
+
+  /** SIGINT: stop accepting, let clients finish their transactions, exit when no server is in use. */
+  safeShutdown(): void {
+    if (this.shutdown !== 'none') return;
+    this.shutdown = 'wait-for-servers';
+    log.log('got SIGINT, shutting down, waiting for servers to be released');
+    void this.closeListeners();
+    for (const c of this.loginClients.toArray()) c.close('pooler is shutting down');
+    for (const p of this.pools()) {
+      for (const c of p.waitingClients.toArray())
+        c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
+      for (const c of p.loginWaitClients.toArray())
+        c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
+    }
+    this.checkShutdown();
+  }
+
+  /** During a safe shutdown: idle clients go now; the rest when their server is released. */
+  checkShutdown(): void {
+    if (this.shutdown !== 'wait-for-servers') return;
+    let busy = 0;
+    for (const p of this.pools()) {
+      for (const c of p.activeClients.toArray()) {
+        if (!c.server || (p.mode() !== 'session' && c.server.outstanding === 0 && c.server.txStatus === 0x49 && !c.server.dirty))
+          c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
+      }
+      busy += p.activeServers.count + p.waitingClients.count;
+    }
+    if (busy === 0) this.emit('drained');
+  }
+
+  /** Close every connection now. */
+  async close(): Promise<void> {
+    this.shutdown = 'immediate';
+    this.janitor.stop();
+    await this.closeListeners();
+    for (const c of this.loginClients.toArray()) c.close('pooler is shutting down', true);
+    for (const p of [...this.pools()]) {
+      for (const list of [p.activeClients, p.waitingClients, p.loginWaitClients])
+        for (const c of list.toArray()) c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
+      for (const list of [p.activeServers, p.idleServers, p.usedServers, p.testedServers, p.loginServers])
+        for (const s of list.toArray()) s.close('pooler is shutting down', true);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+/* Per-pool counters (PgBouncer's SHOW STATS figures), updated on the hot path with plain additions. */
+
+import { performance } from 'node:perf_hooks';
+import { TxStatus } from '../protocol/codes.js';
+
+/** Times are in microseconds, as PgBouncer reports them. */
+export class PoolStats {
+  serverAssignCount = 0;
+  xactCount = 0;
+  queryCount = 0;
+  bytesReceived = 0;
+  bytesSent = 0;
+  xactTimeUs = 0;
+  queryTimeUs = 0;
+  waitTimeUs = 0;
+  clientLoginCount = 0;
+
+  received(n: number): void {
+    this.bytesReceived += n;
+  }
+
+  sent(n: number): void {
+    this.bytesSent += n;
+  }
+
+  /** A server was linked to a client; waitStartMs is when the client began waiting (0 = it did not). */
+  onAssign(waitStartMs: number): void {
+    this.serverAssignCount++;
+    if (waitStartMs > 0) this.waitTimeUs += Math.round((performance.now() - waitStartMs) * 1000);
+  }
+
+  /**
+   * A ReadyForQuery arrived. `since` is when the request started; `xact` holds the transaction start
+   * (0 = none) and the new value is returned.
+   */
+  onReady(since: number, xact: number, status: number): number {
+    const now = performance.now();
+    this.queryCount++;
+    if (since > 0) this.queryTimeUs += Math.round((now - since) * 1000);
+    if (status === TxStatus.Idle) {
+      this.xactCount++;
+      const start = xact > 0 ? xact : since;
+      if (start > 0) this.xactTimeUs += Math.round((now - start) * 1000);
+      return 0;
+    }
+    return xact > 0 ? xact : since;
+  }
+}
