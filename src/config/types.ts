@@ -41,6 +41,8 @@ export interface DatabaseEntry {
   application_name?: string;
   connect_query?: string;
   load_balance_hosts?: string;
+  /** Per-database query_wait_timeout in seconds (PgBouncer master). */
+  query_wait_timeout?: number;
   /** The connstring as written, for logs and SHOW DATABASES; password never included. */
   source: { file: string; line: number };
 }
@@ -56,6 +58,8 @@ export interface UserEntry {
   query_timeout?: number;
   idle_transaction_timeout?: number;
   client_idle_timeout?: number;
+  transaction_timeout?: number;
+  query_wait_timeout?: number;
   source: { file: string; line: number };
 }
 
