@@ -153,17 +153,18 @@ export class Pooler extends EventEmitter {
     if (dbName === 'pgbouncer') {
       throw new PoolerError(SqlState.FeatureNotSupported, 'the admin console is not available in this pgtide version');
     }
-    const db = this.findDatabase(dbName);
-    if (!db) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
-    if (db.dead) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
     if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
     const user = this.users.get(userName) ?? new User(userName);
-    c.beginAuth(db, user);
+    let db = this.findDatabase(dbName);
+    if (db?.dead) db = undefined;
+    // like PgBouncer, authenticate first so an unknown database is not revealed to strangers
+    c.beginAuth(db ?? null, user, dbName);
   }
 
   /** The client proved who it is: attach it to its pool and send the welcome (or wait for one). */
-  clientAuthenticated(c: ClientConn): void {
-    const db = c.db!;
+  clientAuthenticated(c: ClientConn, dbName: string): void {
+    const db = c.db;
+    if (!db) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
     let user = c.user!;
     if (!this.users.has(user.name)) this.users.set(user.name, user);
     user = this.users.get(user.name)!;

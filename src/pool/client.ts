@@ -70,6 +70,8 @@ export class ClientConn extends Framer implements ListNode {
   /** Linked and prepared: bytes go straight to the server. */
   private forwarding = false;
   private startBuf: Buffer | null = null;
+  /** Database name the client asked for (db may be null when it does not exist). */
+  private dbName = '';
   private startupDone = false;
   private auth: AuthFlow | null = null;
   private authBusy = false;
@@ -106,7 +108,7 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   logPrefix(): string {
-    const db = this.db?.name ?? this.startupParams.get('database') ?? '(nodb)';
+    const db = this.db?.name ?? '(nodb)';
     const user = this.user?.name ?? this.startupParams.get('user') ?? '(nouser)';
     return `C-${this.id}: ${db}/${user}@${this.unix ? 'unix' : this.addr}:${this.port}`;
   }
@@ -412,11 +414,19 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   /** Called by the pooler once db and user are known: start authentication. */
-  beginAuth(db: Database, user: User): void {
+  beginAuth(db: Database | null, user: User, dbName: string): void {
     this.db = db;
     this.user = user;
+    this.dbName = dbName;
     const st = this.pooler.settings;
-    if (st.log_connections) log.log(`login attempt: db=${db.name} user=${user.name} tls=no`, this);
+    if (st.log_connections) log.log(`login attempt: db=${dbName} user=${user.name} tls=no`, this);
+    if (st.auth_type === 'any' && db && !db.entry.user) {
+      log.error('auth_type=any requires forced user', this);
+      throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'bouncer config error');
+    }
+    if (st.auth_type === 'trust' && user.secret === undefined && !user.entry) {
+      throw new PoolerError(SqlState.InvalidAuthorizationSpecification, '"trust" authentication failed');
+    }
     this.auth = authFlowFor(st.auth_type, user.name, user.secret);
     if (!this.auth) {
       this.authenticated();
@@ -426,7 +436,12 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   private authenticated(): void {
-    this.pooler.clientAuthenticated(this);
+    try {
+      this.pooler.clientAuthenticated(this, this.dbName);
+    } catch (err) {
+      if (err instanceof PoolerError) this.fail(err);
+      else throw err;
+    }
   }
 
   /** Send AuthenticationOk and the welcome (ParameterStatus, BackendKeyData, ReadyForQuery). */

@@ -337,7 +337,9 @@ export class ServerConn extends Framer implements ListNode {
   prepareForClient(c: ClientConn): void {
     let sets = '';
     for (const [name, value] of c.vars) {
-      if (this.params.get(name) !== value) sets += `SET ${name} = ${quoteLiteral(value)};`;
+      const cur = this.params.get(name);
+      if (value === '' || (cur !== undefined && cur.toLowerCase() === value.toLowerCase())) continue;
+      sets += `SET ${name}=${quoteLiteral(value)};`;
     }
     if (!sets) {
       c.onLinked();
@@ -346,10 +348,11 @@ export class ServerConn extends Framer implements ListNode {
     this.runInternal(sets, (err) => {
       if (this.client !== c) return;
       if (err) {
-        c.fail(err);
+        log.error(`varcache_apply failed: ${err.message}`, this);
+        this.close('invalid server parameter');
         return;
       }
-      for (const [name, value] of c.vars) if (!this.params.has(name) || this.params.get(name) !== value) this.params.set(name, value);
+      for (const [name, value] of c.vars) if (value !== '') this.params.set(name, value);
       c.onLinked();
     });
   }
@@ -532,7 +535,7 @@ export class ServerConn extends Framer implements ListNode {
     this.client = null;
     if (c) {
       c.unlinked();
-      c.fail(new PoolerError(SqlState.ConnectionFailure, reason === 'server conn crashed?' ? 'server conn crashed?' : `server connection closed: ${reason}`));
+      c.fail(new PoolerError(SqlState.ConnectionFailure, reason));
     }
     const cb = this.internalDone;
     this.internalDone = null;
