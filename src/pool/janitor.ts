@@ -10,11 +10,14 @@ import type { Pooler } from '../pooler.js';
 import type { Pool } from './pool.js';
 import { TxStatus } from '../protocol/codes.js';
 import { ServerState } from './states.js';
+import { PoolStats, statsLine, sumStats } from '../stats/stats.js';
 
 export const TICK_MS = 333;
 
 export class Janitor {
   private timer: NodeJS.Timeout | null = null;
+  private statsAt = clock.now;
+  private statsPrev = new PoolStats();
 
   constructor(private readonly pooler: Pooler) {}
 
@@ -40,6 +43,12 @@ export class Janitor {
       }
     }
     for (const pool of [...this.pooler.pools()]) this.pool(pool, now);
+    if (st.stats_period > 0 && now - this.statsAt >= st.stats_period * 1000) {
+      const cur = sumStats([...this.pooler.pools()].map((p) => p.stats));
+      if (st.log_stats) log.log(statsLine(this.statsPrev, cur, (now - this.statsAt) / 1000));
+      this.statsPrev = cur;
+      this.statsAt = now;
+    }
     for (const [name, db] of this.pooler.databases) {
       if (!db.auto) continue;
       if (db.clientCount > 0 || db.serverCount > 0) db.lastUsed = now;
@@ -88,13 +97,10 @@ export class Janitor {
           if (clientIdle > 0 && now - c.lastActivity > clientIdle)
             c.fail(new PoolerError(SqlState.IdleSessionTimeout, 'client_idle_timeout'));
         } else if (s.outstanding > 0) {
-          if (queryLimit > 0 && perfNow - s.requestStart > queryLimit) {
-            s.sendCancel();
-            c.fail(new PoolerError(SqlState.QueryCanceled, 'query_timeout'));
-          }
+          if (queryLimit > 0 && perfNow - s.requestStart > queryLimit) s.close('query timeout', false, SqlState.QueryCanceled);
         } else if (s.txStatus !== TxStatus.Idle) {
           if (idleTx > 0 && now - c.lastActivity > idleTx)
-            c.fail(new PoolerError(SqlState.IdleInTransactionSessionTimeout, 'idle transaction timeout'));
+            s.close('idle transaction timeout', false, SqlState.IdleInTransactionSessionTimeout);
         }
         c = next;
       }

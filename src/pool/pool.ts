@@ -292,7 +292,7 @@ export class Pool {
     while (this.loginServers.count + this.usedServers.count + this.testedServers.count < want) {
       if (!this.canLaunch()) break;
       if (this.serverCount() >= this.poolSize() && this.poolSize() > 0)
-        log.log(`taking connection from reserve_pool`, this.logSubject());
+        log.warning('taking connection from reserve_pool', this.waitingClients.head ?? this.logSubject());
       this.launch();
     }
   }
@@ -328,7 +328,11 @@ export class Pool {
   failWaitersIfDown(): void {
     if (!this.lastError || this.serverCount() > 0) return;
     if (clock.now - this.lastConnectFailed >= this.pooler.settings.server_login_retry * 1000) return;
-    const err = this.lastError;
+    const last = this.lastError;
+    const err = new PoolerError(
+      last.sqlstate,
+      `server login has been failing, cached error: ${last.message} (server_login_retry)`,
+    );
     for (const c of this.loginWaitClients.toArray()) c.fail(err);
     for (const c of this.waitingClients.toArray()) c.fail(err);
   }

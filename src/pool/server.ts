@@ -527,7 +527,7 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   /** Close the connection. A linked client gets PostgreSQL's error for a lost server and is dropped. */
-  close(reason: string, quiet = false): void {
+  close(reason: string, quiet = false, sqlstate: string = SqlState.ConnectionFailure): void {
     if (this.closed) return;
     this.closed = true;
     this.stopped = true;
@@ -535,7 +535,7 @@ export class ServerConn extends Framer implements ListNode {
     this.client = null;
     if (c) {
       c.unlinked();
-      c.fail(new PoolerError(SqlState.ConnectionFailure, reason));
+      c.fail(new PoolerError(sqlstate, reason));
     }
     const cb = this.internalDone;
     this.internalDone = null;

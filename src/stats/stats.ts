@@ -46,3 +46,33 @@ export class PoolStats {
     return xact > 0 ? xact : since;
   }
 }
+
+/** Sum of every pool's counters (the periodic stats line, SHOW TOTALS). */
+export function sumStats(all: Iterable<PoolStats>): PoolStats {
+  const t = new PoolStats();
+  for (const s of all) {
+    t.serverAssignCount += s.serverAssignCount;
+    t.xactCount += s.xactCount;
+    t.queryCount += s.queryCount;
+    t.bytesReceived += s.bytesReceived;
+    t.bytesSent += s.bytesSent;
+    t.xactTimeUs += s.xactTimeUs;
+    t.queryTimeUs += s.queryTimeUs;
+    t.waitTimeUs += s.waitTimeUs;
+    t.clientLoginCount += s.clientLoginCount;
+  }
+  return t;
+}
+
+/** PgBouncer's periodic line: rates over the period and average times per transaction/query/assignment. */
+export function statsLine(prev: PoolStats, cur: PoolStats, seconds: number): string {
+  const d = (k: keyof PoolStats) => (cur[k] as number) - (prev[k] as number);
+  const per = (n: number) => Math.round(n / (seconds > 0 ? seconds : 1));
+  const avg = (total: number, count: number) => (count > 0 ? Math.round(total / count) : 0);
+  return (
+    `stats: ${per(d('xactCount'))} xacts/s, ${per(d('queryCount'))} queries/s, ` +
+    `in ${per(d('bytesReceived'))} B/s, out ${per(d('bytesSent'))} B/s, ` +
+    `xact ${avg(d('xactTimeUs'), d('xactCount'))} us, query ${avg(d('queryTimeUs'), d('queryCount'))} us, ` +
+    `wait ${avg(d('waitTimeUs'), d('serverAssignCount'))} us`
+  );
+}
