@@ -338,7 +338,7 @@ export class ServerConn extends Framer implements ListNode {
     let sets = '';
     for (const [name, value] of c.vars) {
       const cur = this.params.get(name);
-      if (value === '' || (cur !== undefined && cur.toLowerCase() === value.toLowerCase())) continue;
+      if (cur === value || value === '' || (cur !== undefined && cur.toLowerCase() === value.toLowerCase())) continue;
       sets += `SET ${name}=${quoteLiteral(value)};`;
     }
     if (!sets) {
