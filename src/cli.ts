@@ -6,6 +6,7 @@ import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
 import { ConfigError, loadConfig, type Config } from './config/loader.js';
+import { issue } from './config/ini.js';
 import { Pooler } from './pooler.js';
 import { log } from './util/log.js';
 import { VERSION, VERSION_LINE } from './version.js';
@@ -21,11 +22,11 @@ function load(path: string): Config {
   const cfg = loadConfig(path);
   if (UNSUPPORTED_AUTH.has(cfg.settings.auth_type)) {
     throw new ConfigError([
-      {
-        file: path,
-        line: cfg.explicit.get('auth_type')?.line ?? 0,
-        message: `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
-      },
+      issue(
+        path,
+        cfg.explicit.get('auth_type')?.line ?? 0,
+        `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
+      ),
     ]);
   }
   return cfg;
@@ -33,7 +34,7 @@ function load(path: string): Config {
 
 function configureLog(cfg: Config, args: CliArgs): void {
   log.configure({
-    stderr: !args.quiet && !args.daemon,
+    stderr: !args.quiet, // -d: the parent reports startup errors on stderr; the daemon child's stdio is /dev/null
     logfile: cfg.settings.logfile,
     verbose: Math.max(cfg.settings.verbose, args.verbose),
   });
@@ -121,35 +122,29 @@ async function main(): Promise<void> {
     cfg = load(path);
   } catch (err) {
     if (err instanceof ConfigError) {
-      for (const e of err.errors) log.error(`${e.file}:${e.line}: ${e.message}`);
+      for (const e of err.errors) log.error(e.message); // messages start with "file:line: "
       die('cannot load config file');
     }
     die(`cannot load config file: ${(err as Error).message}`);
   }
   configureLog(cfg, args);
-  for (const w of cfg.warnings) log.warning(`${w.file}:${w.line}: ${w.message}`);
+  for (const w of cfg.warnings) log.warning(w.message);
 
   if (args.daemon && !process.env.PGTIDE_DAEMON_CHILD) await daemonize(cfg, argv);
   if (cfg.settings.pidfile) writePidfile(cfg.settings.pidfile);
 
   const pooler = new Pooler(cfg);
-  try {
-    await pooler.listen();
-  } catch (err) {
-    die(`could not start listening: ${(err as Error).message}`);
-  }
-  log.log(`process up: ${VERSION_LINE}, pid ${process.pid}`);
-
+  // signals first: one that arrives while the listeners open must not kill the process
   process.on('SIGHUP', () => {
     log.log('got SIGHUP, re-reading config');
     try {
       const next = load(path);
-      for (const w of next.warnings) log.warning(`${w.file}:${w.line}: ${w.message}`);
+      for (const w of next.warnings) log.warning(w.message);
       pooler.reload(next);
       configureLog(pooler.config, args);
       log.reopen();
     } catch (err) {
-      if (err instanceof ConfigError) for (const e of err.errors) log.error(`${e.file}:${e.line}: ${e.message}`);
+      if (err instanceof ConfigError) for (const e of err.errors) log.error(e.message);
       else log.error(`reload failed: ${(err as Error).message}`);
       log.error('RELOAD failed, keeping the old configuration');
     }
@@ -172,6 +167,12 @@ async function main(): Promise<void> {
     pooler.safeShutdown();
   });
   process.on('SIGTERM', () => void exitNow('got SIGTERM, fast exit'));
+  try {
+    await pooler.listen();
+  } catch (err) {
+    die(`could not start listening: ${(err as Error).message}`);
+  }
+  log.log(`process up: ${VERSION_LINE}, pid ${process.pid}`);
 }
 
 process.on('uncaughtException', (err) => {

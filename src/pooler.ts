@@ -388,7 +388,8 @@ export class Pooler extends EventEmitter {
   async close(): Promise<void> {
     this.shutdown = 'immediate';
     this.janitor.stop();
-    await this.closeListeners();
+    // net.Server.close() settles only once every accepted connection is gone: close them first, then wait
+    const listeners = this.closeListeners();
     for (const c of this.loginClients.toArray()) c.close('pooler is shutting down', true);
     for (const p of [...this.pools()]) {
       for (const list of [p.activeClients, p.waitingClients, p.loginWaitClients])
@@ -396,5 +397,6 @@ export class Pooler extends EventEmitter {
       for (const list of [p.activeServers, p.idleServers, p.usedServers, p.testedServers, p.loginServers])
         for (const s of list.toArray()) s.close('pooler is shutting down', true);
     }
+    await listeners;
   }
 }

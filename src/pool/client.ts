@@ -258,6 +258,11 @@ export class ClientConn extends Framer implements ListNode {
       },
       (err: Error) => {
         this.authBusy = false;
+        // a malformed password/SASL message is the client's fault, not ours
+        if (err instanceof ProtocolError) {
+          this.fail(protocolViolation(`malformed authentication message: ${err.message}`));
+          return;
+        }
         log.error(`authentication error: ${err.message}`, this);
         this.fail(new PoolerError(SqlState.InternalError, 'authentication failed: internal error'));
       },
@@ -382,7 +387,7 @@ export class ClientConn extends Framer implements ListNode {
     }
     if (minor > 0 || protoOptions.length > 0) this.write(negotiateProtocolVersion(0, protoOptions));
     if (st.application_name_add_host && !this.unix) {
-      const app = this.vars.get('application_name') ?? '';
+      const app = this.vars.get('application_name') ?? 'app'; // PgBouncer names a nameless client "app"
       this.vars.set('application_name', `${app} - ${this.addr}:${this.port}`);
     }
     this.pooler.loginClient(this, dbName, userName);
@@ -488,13 +493,12 @@ export class ClientConn extends Framer implements ListNode {
     if (s) {
       s.client = null;
       s.unpause();
-      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal()) {
-        if (s.txStatus === 0x49) s.pool.release(s);
-        else s.close('client disconnected in transaction');
-      } else if (s.copyIn || s.busyInternal()) {
-        s.close('client disconnected during COPY or setup');
-      }
-      // otherwise the server finishes the request it has and is released (or closed) then
+      // a clean server goes back to the pool; anything else (request in flight, open transaction, COPY,
+      // unsynced extended-protocol state, a half-sent message) is closed, as PgBouncer does. What was
+      // already sent still reaches PostgreSQL: close() lets queued bytes drain before the socket goes.
+      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal() && s.txStatus === 0x49 && this.atBoundary())
+        s.pool.release(s);
+      else s.close('client disconnect while server was not ready');
     }
     this.stash = null;
     this.pooler.clientGone(this);

@@ -67,10 +67,13 @@ export class Janitor {
     // clients waiting for a server
     const waitLimit = st.query_wait_timeout * 1000;
     const reserveAfter = st.reserve_pool_timeout * 1000;
+    const waitQueryLimit = (user?.query_timeout ?? st.query_timeout) * 1000; // PgBouncer applies it to waiting too
     for (let c = pool.waitingClients.head; c; ) {
       const next = c.next as typeof c | null;
       const waited = perfNow - c.waitStart;
-      if (waitLimit > 0 && waited > waitLimit) {
+      if (waitQueryLimit > 0 && waited > waitQueryLimit) {
+        c.fail(new PoolerError(SqlState.QueryCanceled, 'query_timeout'));
+      } else if (waitLimit > 0 && waited > waitLimit) {
         c.fail(new PoolerError(SqlState.ConnectionFailure, 'query_wait_timeout'));
       } else if (!pool.reserveActive && pool.reserveSize() > 0 && waited > reserveAfter) {
         pool.reserveActive = true;
@@ -97,7 +100,10 @@ export class Janitor {
           if (clientIdle > 0 && now - c.lastActivity > clientIdle)
             c.fail(new PoolerError(SqlState.IdleSessionTimeout, 'client_idle_timeout'));
         } else if (s.outstanding > 0) {
-          if (queryLimit > 0 && perfNow - s.requestStart > queryLimit) s.close('query timeout', false, SqlState.QueryCanceled);
+          if (queryLimit > 0 && perfNow - s.requestStart > queryLimit) {
+            s.sendCancel(); // closing alone leaves the query running in PostgreSQL until it next writes
+            s.close('query timeout', false, SqlState.QueryCanceled);
+          }
         } else if (s.txStatus !== TxStatus.Idle) {
           if (idleTx > 0 && now - c.lastActivity > idleTx)
             s.close('idle transaction timeout', false, SqlState.IdleInTransactionSessionTimeout);
@@ -125,7 +131,7 @@ export class Janitor {
       const next = s.next as typeof s | null;
       const idle = now - s.idleSince;
       if (s.closeNeeded) s.close('database configuration changed');
-      else if (lifetime > 0 && now - s.connectTime > lifetime && pool.serverCount() > min) s.close('server lifetime over');
+      else if (lifetime > 0 && now - s.connectTime > lifetime) s.close('server lifetime over'); // min_pool_size refills
       else if (idleLimit > 0 && idle > idleLimit && pool.serverCount() > min) s.close('server idle timeout');
       else if (checking && idle > checkDelay) pool.setServerState(s, ServerState.Used);
       s = next;
@@ -133,7 +139,16 @@ export class Janitor {
     for (let s = pool.usedServers.head; s; ) {
       const next = s.next as typeof s | null;
       if (idleLimit > 0 && now - s.idleSince > idleLimit && pool.serverCount() > min) s.close('server idle timeout');
+      else if (lifetime > 0 && now - s.connectTime > lifetime) s.close('server lifetime over');
       s = next;
+    }
+    // pool size lowered by a reload: close unused servers above it, checked-later ones first (PgBouncer's check_pool_size)
+    if (pool.poolSize() > 0) {
+      for (let many = pool.serverCount() - (pool.poolSize() + pool.reserveSize()); many > 0; many--) {
+        const s = pool.usedServers.head ?? pool.idleServers.head;
+        if (!s) break;
+        s.close('too many servers in the pool');
+      }
     }
 
     // keep the pool filled and retry logins for waiting clients

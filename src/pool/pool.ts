@@ -176,6 +176,11 @@ export class Pool {
   /** A client has data to send and no server: link an idle one or queue the client. */
   requestServer(c: ClientConn): void {
     this.lastUsed = clock.now;
+    if (this.db.dead) {
+      // removed by a reload: no server can be opened for it any more (PgBouncer drops such clients too)
+      c.fail(new PoolerError(SqlState.InvalidCatalogName, 'database removed'));
+      return;
+    }
     const s = this.takeIdle();
     if (s) {
       this.link(c, s);
@@ -207,6 +212,12 @@ export class Pool {
   serverReady(s: ServerConn): void {
     if (s.closeNeeded || this.db.dead) {
       s.close('database configuration changed');
+      return;
+    }
+    if (s.cancelsInFlight > 0) {
+      // being canceled: nobody gets it until PostgreSQL has the cancel (ServerConn.sendCancel resumes it)
+      s.heldForCancel = true;
+      this.setServerState(s, ServerState.Active);
       return;
     }
     if (this.loginWaitClients.count > 0 && this.welcome) {
@@ -246,6 +257,7 @@ export class Pool {
       return;
     }
     this.serverReady(s);
+    if (this.pooler.shutdown !== 'none') this.pooler.checkShutdown();
   }
 
   /** Servers idle past server_check_delay wait in sv_used; check one before use. */
@@ -272,16 +284,17 @@ export class Pool {
     return size + (this.reserveActive ? this.reserveSize() : 0);
   }
 
-  /** Can one more server connection be opened for this pool right now? */
-  canLaunch(): boolean {
+  /** Can one more server connection be opened for this pool right now? `evict`: may close other pools' idle servers. */
+  canLaunch(evict = true): boolean {
     const st = this.pooler.settings;
+    if (this.db.dead) return false; // each new server would be closed at once: a reconnect storm
     if (this.serverCount() >= this.maxServers()) return false;
     if (this.lastConnectFailed && clock.now - this.lastConnectFailed < st.server_login_retry * 1000) return false;
     const dbMax = this.db.entry.max_db_connections ?? st.max_db_connections;
-    if (dbMax > 0 && this.db.serverCount >= dbMax && !this.pooler.evictIdle((p) => p.db === this.db, this))
+    if (dbMax > 0 && this.db.serverCount >= dbMax && !(evict && this.pooler.evictIdle((p) => p.db === this.db, this)))
       return false;
     const userMax = this.user.entry?.max_user_connections ?? st.max_user_connections;
-    if (userMax > 0 && this.user.serverCount >= userMax && !this.pooler.evictIdle((p) => p.user === this.user, this))
+    if (userMax > 0 && this.user.serverCount >= userMax && !(evict && this.pooler.evictIdle((p) => p.user === this.user, this)))
       return false;
     return true;
   }
@@ -302,7 +315,8 @@ export class Pool {
     const min = this.minPoolSize();
     if (min <= 0) return;
     if (this.clientCount() === 0 && !this.db.forcedUser) return;
-    while (this.serverCount() < min && this.canLaunch()) this.launch();
+    // never evict for a top-up (as PgBouncer): two pools would take servers from each other forever
+    while (this.serverCount() < min && this.canLaunch(false)) this.launch();
   }
 
   launch(): ServerConn {
@@ -342,6 +356,10 @@ export class Pool {
     s.list?.remove(s as never);
     this.db.serverCount--;
     this.user.serverCount--;
+    if (this.pooler.shutdown !== 'none') {
+      this.pooler.checkShutdown();
+      return;
+    }
     // someone may be waiting for a replacement
     if (this.waitingClients.count > 0 || this.loginWaitClients.count > 0) this.launchIfNeeded();
   }

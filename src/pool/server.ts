@@ -34,8 +34,6 @@ const enum After {
   Release = 1,
   /** Statement mode saw a transaction block. */
   StatementTx = 2,
-  /** A departed client's last request finished. */
-  DrainDone = 3,
 }
 
 /** Quote a value for SET ... = '<value>'. */
@@ -77,6 +75,10 @@ export class ServerConn extends Framer implements ListNode {
   closeNeeded = false;
   /** The socket is paused because the client cannot take more. */
   pausedForClient = false;
+  /** Cancel requests forwarded for this backend that PostgreSQL has not closed yet (PgBouncer's sv_being_canceled). */
+  cancelsInFlight = 0;
+  /** Released while cancels were in flight: parked until they are done, so a late cancel cannot hit another client. */
+  heldForCancel = false;
 
   private inLogin = true;
   private scram: ScramClientExchange | null = null;
@@ -406,11 +408,7 @@ export class ServerConn extends Framer implements ListNode {
     if (this.outstanding > 0) this.outstanding--;
     this.xactStart = this.pool.stats.onReady(this.requestStart, this.xactStart, status);
     if (this.outstanding === 0 && !this.dirty && !this.copyIn) {
-      if (!c) {
-        this.after = After.DrainDone;
-        this.actionPending = true;
-        return Verdict.Skip;
-      }
+      if (!c) return Verdict.Skip;
       const mode = this.pool.mode();
       if (status === TxStatus.Idle) {
         if (mode !== 'session') {
@@ -420,6 +418,8 @@ export class ServerConn extends Framer implements ListNode {
       } else if (mode === 'statement') {
         this.after = After.StatementTx;
         this.actionPending = true;
+        // like PgBouncer, the RFQ is not forwarded: the FATAL error is the reply to the client's BEGIN
+        return Verdict.Skip;
       }
     }
     return c ? Verdict.Forward : Verdict.Skip;
@@ -439,10 +439,6 @@ export class ServerConn extends Framer implements ListNode {
         this.close(msg);
         break;
       }
-      case After.DrainDone:
-        if (this.txStatus === TxStatus.Idle) this.pool.release(this);
-        else this.close('client disconnected in transaction');
-        break;
       default:
         break;
     }
@@ -502,6 +498,13 @@ export class ServerConn extends Framer implements ListNode {
     sock.on('connect', () => sock.end(cancelRequest(this.backendPid, this.backendKey)));
     sock.on('error', (err) => log.warning(`cancel request failed: ${err.message}`, this));
     sock.on('data', () => {});
+    this.cancelsInFlight++;
+    sock.on('close', () => {
+      // PostgreSQL closes the connection once it has signalled the backend
+      if (--this.cancelsInFlight > 0 || !this.heldForCancel) return;
+      this.heldForCancel = false;
+      if (!this.closed) this.pool.serverReady(this);
+    });
   }
 
   // ---- closing ----
@@ -544,8 +547,15 @@ export class ServerConn extends Framer implements ListNode {
     }
     const sock = this.socket;
     if (sock && !sock.destroyed) {
-      if (!this.inLogin && sock.writable) sock.end(TERMINATE);
-      sock.destroy();
+      sock.removeAllListeners('data');
+      if (!this.inLogin && sock.writable && sock.writableLength > 0) {
+        // bytes of a departed client's last request are still queued: let them reach PostgreSQL first
+        sock.end(TERMINATE, () => sock.destroy());
+        sock.setTimeout(10_000, () => sock.destroy());
+      } else {
+        if (!this.inLogin && sock.writable) sock.end(TERMINATE);
+        sock.destroy();
+      }
     }
     this.state = ServerState.Closed;
     this.pool.serverGone(this);
