@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseArgs, UsageError } from '../../src/cli/args.ts';
+import { parseArgs, UsageError } from '../../src/cli/args.js';
 
 test('short flags combine and repeat like PgBouncer', () => {
   const a = parseArgs(['-dqvv', 'pgbouncer.ini']);

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Framer, Verdict } from '../../src/net/framer.ts';
+import { Framer, Verdict } from '../../src/net/framer.js';
 
 function msg(type: string, body: Buffer | string): Buffer {
   const b = typeof body === 'string' ? Buffer.from(body) : body;
