@@ -35,6 +35,10 @@ const TRACKED: ReadonlyMap<string, string> = new Map([
   ['application_name', 'application_name'],
 ]);
 
+/** Message types a client may send after login; anything else is refused before it reaches a server. */
+const FRONTEND_TYPES = new Uint8Array(256);
+for (const c of 'BCDEFHPQSXcdf') FRONTEND_TYPES[c.charCodeAt(0)] = 1;
+
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
 
@@ -107,6 +111,11 @@ export class ClientConn extends Framer implements ListNode {
     return CLIENT_STATE_NAMES[this.state];
   }
 
+  /** Part of a message has been forwarded and the rest is still to come. */
+  get midMessage(): boolean {
+    return !this.atBoundary();
+  }
+
   logPrefix(): string {
     const db = this.db?.name ?? '(nodb)';
     const user = this.user?.name ?? this.startupParams.get('user') ?? '(nouser)';
@@ -128,6 +137,7 @@ export class ClientConn extends Framer implements ListNode {
     if (this.forwarding) {
       this.pool!.stats.received(chunk.length);
       this.feed(chunk);
+      if (this.server?.releaseWhenClientDone && this.atBoundary()) this.server.clientAtBoundary();
       return;
     }
     if (!this.startupDone) {
@@ -219,6 +229,10 @@ export class ClientConn extends Framer implements ListNode {
         if (!s.copyIn) s.dirty = true;
         break;
       default:
+        if (FRONTEND_TYPES[type] === 0) {
+          this.fail(protocolViolation(`unknown message type '${String.fromCharCode(type)}'`));
+          return Verdict.Skip;
+        }
         s.dirty = true;
     }
     return Verdict.Forward;

@@ -79,6 +79,8 @@ export class ServerConn extends Framer implements ListNode {
   cancelsInFlight = 0;
   /** Released while cancels were in flight: parked until they are done, so a late cancel cannot hit another client. */
   heldForCancel = false;
+  /** Release deferred because the client was in the middle of a message (a COPY failed under it): done at its end. */
+  releaseWhenClientDone = false;
 
   private inLogin = true;
   private scram: ScramClientExchange | null = null;
@@ -431,6 +433,9 @@ export class ServerConn extends Framer implements ListNode {
     switch (what) {
       case After.Release:
         this.unpause();
+        // the backend already has part of the client's current message: it must get the rest before anyone else
+        this.releaseWhenClientDone = this.client?.midMessage ?? false;
+        if (this.releaseWhenClientDone) break;
         this.pool.release(this);
         break;
       case After.StatementTx: {
@@ -484,6 +489,14 @@ export class ServerConn extends Framer implements ListNode {
     if (this.outstanding === 0) this.requestStart = performance.now();
     this.outstanding++;
     this.dirty = false;
+    this.releaseWhenClientDone = false;
+  }
+
+  /** The linked client finished the message it was in the middle of: do the release deferred for it, if still due. */
+  clientAtBoundary(): void {
+    this.releaseWhenClientDone = false;
+    if (this.client && this.outstanding === 0 && !this.dirty && !this.copyIn && this.txStatus === TxStatus.Idle && this.pool.mode() !== 'session')
+      this.pool.release(this);
   }
 
   // ---- cancel ----

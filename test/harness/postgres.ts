@@ -70,6 +70,7 @@ export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEn
         if (err) reject(new Error(`${file} ${args.join(' ')} failed (${(err as NodeJS.ErrnoException).code ?? err.message}${err.killed ? ', killed after timeout' : ''}):\n${stderr}${stdout}`));
         else resolve(stdout);
       });
+    child.stdin?.on('error', () => {}); // the child may exit without reading its input (EPIPE)
     child.stdin?.end(opts.input ?? '');
   });
 }
