@@ -183,6 +183,8 @@ export class ClientConn extends Framer implements ListNode {
   unlinked(): void {
     this.forwarding = false;
     this.server = null;
+    // paused because that server's socket was full: its 'drain' will not reach us any more, so read on (into the stash)
+    if (!this.stash && !this.terminating && !this.closed && this.socket.isPaused()) this.socket.resume();
   }
 
   /** The server socket drained: the client may send again. */
