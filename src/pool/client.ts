@@ -2,7 +2,7 @@
  * that decides when a server may go back to the pool. */
 
 import type net from 'node:net';
-import { randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
 import {
   AUTH_OK,
@@ -44,6 +44,19 @@ const MAX_LOGIN_MESSAGE = 70000;
 
 let nextClientId = 1;
 
+/** Cancel keys come from a pool of cryptographic random bytes, refilled 8 KB at a time. */
+let keyBytes = Buffer.alloc(0);
+let keyPos = 0;
+function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
+  if (keyPos + 8 > keyBytes.length) {
+    keyBytes = randomBytes(8192);
+    keyPos = 0;
+  }
+  c.cancelPid = (keyBytes.readUInt32BE(keyPos) & 0x7fffffff) || 1;
+  c.cancelKey = keyBytes.readInt32BE(keyPos + 4);
+  keyPos += 8;
+}
+
 export class ClientConn extends Framer implements ListNode {
   prev: ListNode | null = null;
   next: ListNode | null = null;
@@ -74,6 +87,7 @@ export class ClientConn extends Framer implements ListNode {
   /** Linked and prepared: bytes go straight to the server. */
   private forwarding = false;
   private startBuf: Buffer | null = null;
+  private varsKeyCache: string | null = null;
   /** Database name the client asked for (db may be null when it does not exist). */
   private dbName = '';
   private startupDone = false;
@@ -154,8 +168,14 @@ export class ClientConn extends Framer implements ListNode {
       this.close('client close request');
       return;
     }
-    this.hold(chunk);
+    if (this.stash) {
+      this.hold(chunk);
+      return;
+    }
+    // try to get a server at once; only when none is ready does the client wait, paused
+    this.stash = [chunk];
     if (this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
+    if (this.stash !== null && !this.closed) this.socket.pause();
   }
 
   private hold(chunk: Buffer): void {
@@ -176,7 +196,7 @@ export class ClientConn extends Framer implements ListNode {
         if (this.closed || !this.forwarding) return;
       }
     }
-    if (!this.terminating) this.socket.resume();
+    if (!this.terminating && this.socket.isPaused()) this.socket.resume();
   }
 
   /** The server went back to the pool. */
@@ -198,7 +218,20 @@ export class ClientConn extends Framer implements ListNode {
 
   /** A ParameterStatus from the linked server: the client changed a tracked setting. */
   serverParam(name: string, value: string): void {
-    if (this.vars.has(name)) this.vars.set(name, value);
+    if (this.vars.has(name)) {
+      this.vars.set(name, value);
+      this.varsKeyCache = null;
+    }
+  }
+
+  /** The tracked parameters as one string: equal keys mean equal settings (cheap varcache check). */
+  varsKey(): string {
+    if (this.varsKeyCache === null) {
+      let k = '';
+      for (const [name, value] of this.vars) k += name + '=' + value + '\0';
+      this.varsKeyCache = k;
+    }
+    return this.varsKeyCache;
   }
 
   // ---- request path (work phase) ----
@@ -469,18 +502,22 @@ export class ClientConn extends Framer implements ListNode {
   finishLogin(): void {
     const pool = this.pool!;
     const welcome = pool.welcome!;
-    for (const [name, value] of welcome) {
-      if ((TRACKED.has(name.toLowerCase()) || this.pooler.settings.track_extra_parameters.includes(name)) && !this.vars.has(name))
-        this.vars.set(name, value);
+    for (const [name, value] of pool.trackedDefaults(this.pooler.settings.track_extra_parameters)) {
+      if (!this.vars.has(name)) this.vars.set(name, value);
     }
-    const parts: Buffer[] = [AUTH_OK];
-    for (const [name, value] of welcome) parts.push(parameterStatus(name, this.vars.get(name) ?? value));
-    for (const [name, value] of this.vars) if (!welcome.has(name)) parts.push(parameterStatus(name, value));
-    this.cancelPid = randomInt(1, 0x7fffffff);
-    this.cancelKey = randomInt(0, 0x7fffffff);
+    this.varsKeyCache = null;
+    const key = this.varsKey();
+    let params = pool.welcomeCache.get(key);
+    if (!params) {
+      const parts: Buffer[] = [];
+      for (const [name, value] of welcome) parts.push(parameterStatus(name, this.vars.get(name) ?? value));
+      for (const [name, value] of this.vars) if (!welcome.has(name)) parts.push(parameterStatus(name, value));
+      params = Buffer.concat(parts);
+      if (pool.welcomeCache.size < 64) pool.welcomeCache.set(key, params);
+    }
+    nextCancelKey(this);
     this.pooler.registerCancelKey(this);
-    parts.push(backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE);
-    this.write(Buffer.concat(parts));
+    this.write(Buffer.concat([AUTH_OK, params, backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE]));
     pool.setClientState(this, ClientState.Active);
     if (this.stash) pool.requestServer(this);
   }

@@ -68,6 +68,9 @@ export class Pool {
 
   /** ParameterStatus values of the pool's first server, sent to every client at login. */
   welcome: Map<string, string> | null = null;
+  /** Encoded ParameterStatus sets for the welcome, by the client's varsKey (most clients share one). */
+  readonly welcomeCache = new Map<string, Buffer>();
+  private tracked: [string, string][] | null = null;
   /** When a server connect/login last failed, and why. */
   lastConnectFailed = 0;
   lastError: PoolerError | null = null;
@@ -85,6 +88,16 @@ export class Pool {
 
   get name(): string {
     return `${this.db.name}/${this.user.name}`;
+  }
+
+  /** Tracked parameters (PgBouncer's varcache) with the pool's server defaults, for clients that set none. */
+  trackedDefaults(extra: readonly string[]): [string, string][] {
+    if (this.tracked === null) {
+      const names = new Set(['client_encoding', 'datestyle', 'timezone', 'standard_conforming_strings', 'application_name']);
+      for (const e of extra) names.add(e.toLowerCase());
+      this.tracked = [...this.welcome!].filter(([name]) => names.has(name.toLowerCase()));
+    }
+    return this.tracked;
   }
 
   mode(): PoolMode {

@@ -60,6 +60,8 @@ export class ServerConn extends Framer implements ListNode {
   /** Between CopyInResponse and CopyDone/CopyFail/ErrorResponse. */
   copyIn = false;
   txStatus: number = TxStatus.Idle;
+  /** The client varsKey the server's settings were last found or made equal to (null: unknown). */
+  paramsKey: string | null = null;
   /** Values the server reported with ParameterStatus (its current settings). */
   readonly params = new Map<string, string>();
   backendPid = 0;
@@ -327,6 +329,7 @@ export class ServerConn extends Framer implements ListNode {
       const r = this.reader.reset(buf, start + 5, end);
       const name = r.cstring();
       this.params.set(name, r.cstring());
+      this.paramsKey = null;
     } else if (type === BE.ReadyForQuery) {
       this.txStatus = buf[start + 5]!;
       const cb = this.internalDone!;
@@ -339,6 +342,11 @@ export class ServerConn extends Framer implements ListNode {
 
   /** Linked to a client: bring the server's tracked parameters in line with the client's, then go. */
   prepareForClient(c: ClientConn): void {
+    const key = c.varsKey();
+    if (key === this.paramsKey) {
+      c.onLinked();
+      return;
+    }
     let sets = '';
     for (const [name, value] of c.vars) {
       const cur = this.params.get(name);
@@ -346,6 +354,7 @@ export class ServerConn extends Framer implements ListNode {
       sets += `SET ${name}=${quoteLiteral(value)};`;
     }
     if (!sets) {
+      this.paramsKey = key;
       c.onLinked();
       return;
     }
@@ -357,6 +366,7 @@ export class ServerConn extends Framer implements ListNode {
         return;
       }
       for (const [name, value] of c.vars) if (value !== '') this.params.set(name, value);
+      this.paramsKey = c.varsKey();
       c.onLinked();
     });
   }
@@ -391,6 +401,7 @@ export class ServerConn extends Framer implements ListNode {
       const name = r.cstring();
       const value = r.cstring();
       this.params.set(name, value);
+      this.paramsKey = null;
       if (c) c.serverParam(name, value);
       return c ? Verdict.Forward : Verdict.Skip;
     }
