@@ -1,0 +1,117 @@
+// Benchmark process helpers: CPU time from /proc, child lookup, TCP readiness, and pgbench-style program runs that keep partial output.
+
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { onProcessExit } from '../test/harness/postgres.js';
+
+/** Clock ticks per second for /proc/<pid>/stat times (`getconf CLK_TCK`, 100 if that fails). */
+export const CLK_TCK: number = (() => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Fields of /proc/<pid>/stat after the `(comm)` part: [0] = state (field 3), [1] = ppid (field 4), … */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).trim().split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime+stime of a process (all its threads) in clock ticks; undefined if it is gone. */
+export function cpuTicks(pid: number): number | undefined {
+  const f = statFields(pid);
+  if (!f) return undefined;
+  return Number(f[11]) + Number(f[12]); // fields 14 (utime) and 15 (stime)
+}
+
+/** Pids whose parent is `ppid` (a scan of /proc: cheap, and works without CONFIG_PROC_CHILDREN). */
+export function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === ppid) out.push(Number(name));
+  }
+  return out;
+}
+
+/**
+ * CPU ticks of a process tree one level deep (e.g. the postmaster and its backends): its own utime+stime, the
+ * cutime+cstime of children it has already reaped, plus utime+stime of its live children. Deltas of this stay
+ * consistent while backends come and go (a backend's time moves from "live child" to "reaped" when it exits).
+ */
+export function treeCpuTicks(pid: number): number | undefined {
+  const f = statFields(pid);
+  if (!f) return undefined;
+  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+  for (const c of childrenOf(pid)) ticks += cpuTicks(c) ?? 0;
+  return ticks;
+}
+
+/** Busy and total jiffies of the whole machine from /proc/stat (busy = total − idle − iowait). */
+export function hostCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - v[3]! - v[4]!, total };
+}
+
+/** True when 127.0.0.1:port accepts a TCP connection within 1 s. */
+export function tcpAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ port, host: '127.0.0.1' });
+    const done = (ok: boolean) => { sock.destroy(); resolve(ok); };
+    sock.setTimeout(1000, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** Error when the program could not be started at all. */
+  spawnError?: string;
+}
+
+/**
+ * Run a program to completion in its own process group and resolve with its exit status and output, whatever the
+ * status (never rejects). On timeout, or if this process exits first, the whole group gets SIGKILL.
+ */
+export function execCapture(file: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string }): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    const child = spawn(file, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const killGroup = () => {
+      if (child.pid === undefined) return;
+      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }
+    };
+    const unregister = onProcessExit(killGroup);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; killGroup(); }, opts.timeoutMs);
+    let spawnError: string | undefined;
+    child.once('error', (e) => { spawnError = e.message; });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      unregister();
+      killGroup(); // stragglers of the group, if any
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), timedOut, spawnError });
+    });
+  });
+}

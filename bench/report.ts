@@ -1,0 +1,214 @@
+// Benchmark report: machine description, per-(workload, target) medians over rounds, ratios, and the Markdown rendering.
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, release, totalmem, type } from 'node:os';
+import { pgBin } from '../test/harness/postgres.js';
+import type { PgbenchResult, Workload } from './pgbench.js';
+
+export type Target = 'direct' | 'pgbouncer' | 'pgtide';
+export const TARGET_LABEL: Record<Target, string> = { direct: 'direct PostgreSQL', pgbouncer: 'PgBouncer', pgtide: 'pgtide' };
+
+export interface Machine {
+  cpuModel: string;
+  logicalCpus: number;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  postgres: string;
+  pgbench: string;
+  pgbouncer: string;
+  pgtide: string;
+  clkTck: number;
+}
+
+export interface RunRecord {
+  round: number;
+  workload: string;
+  target: Target;
+  /** Position of this target within its (round, workload) group, 0-based. */
+  position: number;
+  startedAt: string;
+  wallSeconds: number;
+  pgbench?: PgbenchResult;
+  /** Pooler process utime+stime over the run, µs per transaction (undefined for direct). */
+  poolerCpuUsPerXact?: number;
+  /** PostgreSQL (postmaster + backends, live and exited) utime+stime over the run, µs per transaction. */
+  pgCpuUsPerXact?: number;
+  /** pgbench's own utime+stime, µs per transaction. */
+  clientCpuUsPerXact?: number;
+  /** Whole-machine CPU busy share over the run, % of all CPUs. */
+  hostBusyPct?: number;
+  /** Busy CPU not accounted for by the pooler, PostgreSQL or pgbench (other work on the machine, kernel threads), % of all CPUs. */
+  otherCpuPct?: number;
+  /** 1-minute load average when the run started (the machine may be shared with other work). */
+  load1?: number;
+  /** Why this run does not count (pgbench problem, pooler down…). */
+  error?: string;
+  /** Pooler log tail, when the run had an error. */
+  poolerLog?: string;
+}
+
+export interface Summary {
+  workload: string;
+  label: string;
+  target: Target;
+  runs: number;
+  okRuns: number;
+  tps?: number;
+  latencyAvgMs?: number;
+  p99Ms?: number;
+  poolerCpuUs?: number;
+  pgCpuUs?: number;
+  /** Median over rounds of pooler + PostgreSQL CPU µs per transaction. */
+  serverCpuUs?: number;
+  hostBusyPct?: number;
+  clientCpuUs?: number;
+  otherCpuPct?: number;
+  /** Failed transactions + aborted clients + failed runs, summed over all rounds. */
+  errors: number;
+  tpsByRound: (number | undefined)[];
+  otherCpuByRound: (number | undefined)[];
+}
+
+export interface Ratio {
+  workload: string;
+  label: string;
+  tpsVsPgbouncer?: number;
+  tpsVsDirect?: number;
+  poolerCpuVsPgbouncer?: number;
+  /** pgtide's (pooler + PostgreSQL) CPU per transaction over direct PostgreSQL's CPU per transaction. */
+  serverCpuVsDirect?: number;
+}
+
+function sh(file: string, args: string[]): string {
+  try {
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+  } catch (e) {
+    return `unknown (${(e as Error).message.split('\n')[0]})`;
+  }
+}
+
+export function describeMachine(versions: { pgbouncer: string; pgtide: string; postgres?: string }, clkTck: number): Machine {
+  let cpuModel = 'unknown';
+  try {
+    cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  } catch { /* keep unknown */ }
+  return {
+    cpuModel,
+    logicalCpus: cpus().length,
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    kernel: `${type()} ${release()}`,
+    node: process.version,
+    postgres: versions.postgres ?? sh(pgBin('postgres'), ['--version']),
+    pgbench: sh(pgBin('pgbench'), ['--version']),
+    pgbouncer: versions.pgbouncer,
+    pgtide: versions.pgtide,
+    clkTck,
+  };
+}
+
+export function median(xs: (number | undefined)[]): number | undefined {
+  const v = xs.filter((x): x is number => x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+export function summarize(records: RunRecord[], workloads: Workload[], targets: Target[], rounds: number): { summaries: Summary[]; ratios: Ratio[] } {
+  const summaries: Summary[] = [];
+  const ratios: Ratio[] = [];
+  for (const w of workloads) {
+    const byTarget = new Map<Target, Summary>();
+    for (const t of targets) {
+      const rs = records.filter((r) => r.workload === w.id && r.target === t);
+      const ok = rs.filter((r) => !r.error);
+      const s: Summary = {
+        workload: w.id,
+        label: w.label,
+        target: t,
+        runs: rs.length,
+        okRuns: ok.length,
+        tps: median(ok.map((r) => r.pgbench?.tps)),
+        latencyAvgMs: median(ok.map((r) => r.pgbench?.latencyAvgMs)),
+        p99Ms: median(ok.map((r) => r.pgbench?.p99Ms)),
+        poolerCpuUs: median(ok.map((r) => r.poolerCpuUsPerXact)),
+        pgCpuUs: median(ok.map((r) => r.pgCpuUsPerXact)),
+        serverCpuUs: median(ok.map((r) => (r.pgCpuUsPerXact === undefined ? undefined : r.pgCpuUsPerXact + (r.poolerCpuUsPerXact ?? 0)))),
+        hostBusyPct: median(ok.map((r) => r.hostBusyPct)),
+        clientCpuUs: median(ok.map((r) => r.clientCpuUsPerXact)),
+        otherCpuPct: median(ok.map((r) => r.otherCpuPct)),
+        errors: rs.reduce((n, r) => n + (r.pgbench?.failed ?? 0) + (r.pgbench?.aborted ?? 0) + (r.error ? 1 : 0), 0),
+        tpsByRound: Array.from({ length: rounds }, (_, i) => {
+          const r = rs.find((x) => x.round === i + 1);
+          return r && !r.error ? r.pgbench?.tps : undefined;
+        }),
+        otherCpuByRound: Array.from({ length: rounds }, (_, i) => rs.find((x) => x.round === i + 1)?.otherCpuPct),
+      };
+      summaries.push(s);
+      byTarget.set(t, s);
+    }
+    const div = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+    const tide = byTarget.get('pgtide');
+    const bouncer = byTarget.get('pgbouncer');
+    const direct = byTarget.get('direct');
+    if (tide) {
+      ratios.push({
+        workload: w.id,
+        label: w.label,
+        tpsVsPgbouncer: div(tide.tps, bouncer?.tps),
+        tpsVsDirect: div(tide.tps, direct?.tps),
+        poolerCpuVsPgbouncer: div(tide.poolerCpuUs, bouncer?.poolerCpuUs),
+        serverCpuVsDirect: div(tide.serverCpuUs, direct?.pgCpuUs),
+      });
+    }
+  }
+  return { summaries, ratios };
+}
+
+const f = (x: number | undefined, digits: number) => (x === undefined ? '–' : x.toFixed(digits));
+const fTps = (x: number | undefined) => (x === undefined ? '–' : x >= 1000 ? Math.round(x).toString() : x.toFixed(1));
+const fRatio = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(2));
+
+export function resultsTable(summaries: Summary[]): string {
+  const lines = [
+    '| Workload | Target | tps | latency avg (ms) | p99 (ms) | pooler CPU (µs/xact) | PostgreSQL CPU (µs/xact) | pgbench CPU (µs/xact) | host CPU busy (%) | other CPU (%) | errors |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const s of summaries) {
+    const runs = s.okRuns < s.runs ? ` (${s.okRuns}/${s.runs} runs ok)` : '';
+    lines.push(`| ${s.label} | ${TARGET_LABEL[s.target]}${runs} | ${fTps(s.tps)} | ${f(s.latencyAvgMs, 3)} | ${f(s.p99Ms, 3)} | ${s.target === 'direct' ? 'n/a' : f(s.poolerCpuUs, 1)} | ${f(s.pgCpuUs, 1)} | ${f(s.clientCpuUs, 1)} | ${f(s.hostBusyPct, 0)} | ${f(s.otherCpuPct, 0)} | ${s.errors} |`);
+  }
+  return lines.join('\n');
+}
+
+export function ratiosTable(ratios: Ratio[]): string {
+  const lines = [
+    '| Workload | tps pgtide/PgBouncer | tps pgtide/direct | pooler CPU per xact pgtide/PgBouncer | server CPU per xact pgtide/direct |',
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of ratios) lines.push(`| ${r.label} | ${fRatio(r.tpsVsPgbouncer)} | ${fRatio(r.tpsVsDirect)} | ${fRatio(r.poolerCpuVsPgbouncer)} | ${fRatio(r.serverCpuVsDirect)} |`);
+  return lines.join('\n');
+}
+
+export function roundsTable(summaries: Summary[], rounds: number): string {
+  const head = Array.from({ length: rounds }, (_, i) => `round ${i + 1}`);
+  const lines = [`| Workload | Target | ${head.join(' | ')} |`, `| --- | --- | ${head.map(() => '---:').join(' | ')} |`];
+  for (const s of summaries) {
+    const cells = s.tpsByRound.map((t, i) => `${fTps(t)} (${f(s.otherCpuByRound[i], 0)}%)`);
+    lines.push(`| ${s.label} | ${TARGET_LABEL[s.target]} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+export function machineList(m: Machine): string {
+  return [
+    `- CPU: ${m.cpuModel}, ${m.logicalCpus} logical CPUs`,
+    `- Memory: ${m.memoryGiB} GiB`,
+    `- Kernel: ${m.kernel}`,
+    `- Node.js: ${m.node}`,
+    `- PostgreSQL: ${m.postgres}; ${m.pgbench}`,
+    `- PgBouncer: ${m.pgbouncer}`,
+    `- pgtide: ${m.pgtide}`,
+  ].join('\n');
+}
