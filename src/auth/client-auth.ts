@@ -1,6 +1,7 @@
 /* Client authentication flows (plain, md5, SCRAM-SHA-256) behind one interface, chosen by auth_type. */
 
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { randomFromPool } from '../util/random.js';
 import { AUTH_CLEARTEXT, authMd5, authSasl, authSaslContinue, authSaslFinal } from '../protocol/messages.js';
 import { Reader } from '../protocol/reader.js';
 import { isMd5Secret, md5Secret, md5Verify } from './md5.js';
@@ -85,7 +86,7 @@ export class PlainFlow implements AuthFlow {
 
 /** auth_type=md5 with a plain or md5 secret: AuthenticationMD5Password with a random salt. */
 export class Md5Flow implements AuthFlow {
-  private readonly salt = randomBytes(4);
+  private readonly salt = randomFromPool(4);
 
   constructor(
     private readonly user: string,

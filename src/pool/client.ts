@@ -2,7 +2,6 @@
  * that decides when a server may go back to the pool. */
 
 import type net from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
 import {
   AUTH_OK,
@@ -18,6 +17,7 @@ import { SqlState } from '../protocol/sqlstate.js';
 import { Framer, Verdict } from '../net/framer.js';
 import { PoolerError, protocolViolation } from '../util/errors.js';
 import { clock } from '../util/clock.js';
+import { randomFromPool } from '../util/random.js';
 import { log } from '../util/log.js';
 import { authFlowFor, type AuthFlow } from '../auth/client-auth.js';
 import type { ListNode, StatList } from './list.js';
@@ -44,17 +44,11 @@ const MAX_LOGIN_MESSAGE = 70000;
 
 let nextClientId = 1;
 
-/** Cancel keys come from a pool of cryptographic random bytes, refilled 8 KB at a time. */
-let keyBytes = Buffer.alloc(0);
-let keyPos = 0;
+/** A fresh, unpredictable cancel key (the client never sees the server's). */
 function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
-  if (keyPos + 8 > keyBytes.length) {
-    keyBytes = randomBytes(8192);
-    keyPos = 0;
-  }
-  c.cancelPid = (keyBytes.readUInt32BE(keyPos) & 0x7fffffff) || 1;
-  c.cancelKey = keyBytes.readInt32BE(keyPos + 4);
-  keyPos += 8;
+  const b = randomFromPool(8);
+  c.cancelPid = (b.readUInt32BE(0) & 0x7fffffff) || 1;
+  c.cancelKey = b.readInt32BE(4);
 }
 
 export class ClientConn extends Framer implements ListNode {
@@ -79,8 +73,6 @@ export class ClientConn extends Framer implements ListNode {
   waitStart = 0;
   readonly addr: string;
   readonly port: number;
-  readonly localAddr: string;
-  readonly localPort: number;
 
   /** Requests received while no server was ready; the socket is paused meanwhile. */
   private stash: Buffer[] | null = null;
@@ -104,8 +96,6 @@ export class ClientConn extends Framer implements ListNode {
     super();
     this.addr = unix ? 'unix' : (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     this.port = unix ? 0 : (socket.remotePort ?? 0);
-    this.localAddr = unix ? 'unix' : (socket.localAddress ?? '').replace(/^::ffff:/, '');
-    this.localPort = unix ? 0 : (socket.localPort ?? 0);
     socket.setNoDelay(true);
     if (!unix && pooler.settings.tcp_keepalive) socket.setKeepAlive(true);
     socket.on('data', (chunk: Buffer) => {
@@ -119,6 +109,15 @@ export class ClientConn extends Framer implements ListNode {
     socket.on('drain', () => this.server?.unpause());
     socket.on('error', () => this.close('client unexpected eof', true));
     socket.on('close', () => this.close('client unexpected eof'));
+  }
+
+  /** Local end of the connection (looked up when asked: it costs a system call). */
+  get localAddr(): string {
+    return this.unix ? 'unix' : (this.socket.localAddress ?? '').replace(/^::ffff:/, '');
+  }
+
+  get localPort(): number {
+    return this.unix ? 0 : (this.socket.localPort ?? 0);
   }
 
   get stateName(): string {
