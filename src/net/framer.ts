@@ -102,7 +102,7 @@ export abstract class Framer {
       pos = end;
       if (this.actionPending) {
         this.actionPending = false;
-        if (run < pos) this.emit(chunk.subarray(run, pos));
+        if (run < pos) this.emit(run === 0 && pos === len ? chunk : chunk.subarray(run, pos));
         run = pos;
         this.act();
         if (this.stopped) return;

@@ -211,10 +211,6 @@ export class ClientConn extends Framer implements ListNode {
     if (this.forwarding && this.socket.isPaused()) this.socket.resume();
   }
 
-  requestServer(): void {
-    if (this.pool && this.state === ClientState.Active && !this.server) this.pool.requestServer(this);
-  }
-
   /** A ParameterStatus from the linked server: the client changed a tracked setting. */
   serverParam(name: string, value: string): void {
     if (this.vars.has(name)) {
@@ -559,9 +555,5 @@ export class ClientConn extends Framer implements ListNode {
       if (sock.writableLength > 0) sock.end(() => sock.destroy());
       else sock.destroy();
     }
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 }

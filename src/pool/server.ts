@@ -109,17 +109,6 @@ export class ServerConn extends Framer implements ListNode {
     return `S-${this.id}: ${this.pool.db.name}/${this.pool.user.name}@${this.remoteDesc}`;
   }
 
-  /** Address details for SHOW SERVERS. */
-  get addr(): { host: string; port: number; localHost: string; localPort: number } {
-    const s = this.socket;
-    return {
-      host: s?.remoteAddress ?? this.target().path ?? '',
-      port: s?.remotePort ?? this.target().port ?? 0,
-      localHost: s?.localAddress ?? '',
-      localPort: s?.localPort ?? 0,
-    };
-  }
-
   private target(): { host?: string; port: number; path?: string } {
     const e = this.pool.db.entry;
     const port = e.port;
