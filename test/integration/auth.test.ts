@@ -10,14 +10,15 @@ import postgres from 'postgres';
 import { spawn } from 'node:child_process';
 import { sharedPostgres, pgBin, pgEnv, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, type Pgtide } from '../harness/pgtide.js';
+import { stillServes, type Ctx, type PgError } from '../harness/util.js';
 
-type TestCtx = { after(fn: () => unknown): unknown };
-type PgErr = Error & { code?: string };
+/** stillServes() with the 5 s login bound this file's other logins use. */
+const LOGIN_5S = { connectionTimeoutMillis: 5000 };
 
 const md5Hash = (password: string, user: string) => 'md5' + createHash('md5').update(password + user).digest('hex');
 
 /** pgtide with the given settings, userlist and [databases] (default: db app). */
-async function bouncer(t: TestCtx, pgs: PgServer, settings: Record<string, string | number>, userlist: string, databases?: string): Promise<Pgtide> {
+async function bouncer(t: Ctx, pgs: PgServer, settings: Record<string, string | number>, userlist: string, databases?: string): Promise<Pgtide> {
   return track(t, await startPgtide({ pg: pgs, files: { 'userlist.txt': userlist }, ini: (ctx) => iniFor(ctx, { settings, databases }) }));
 }
 
@@ -64,9 +65,9 @@ function psqlLogin(b: Pgtide, user: string, password: string, db = 'app'): Promi
 }
 
 /** Expect a login with node-postgres to fail with this SQLSTATE (and message, if given); returns the error. */
-async function pgLoginFails(b: Pgtide, user: string, password: string, code: string, msg?: RegExp, db = 'app'): Promise<PgErr> {
-  let caught: PgErr | undefined;
-  await assert.rejects(pgLogin(b, user, password, db), (err: PgErr) => {
+async function pgLoginFails(b: Pgtide, user: string, password: string, code: string, msg?: RegExp, db = 'app'): Promise<PgError> {
+  let caught: PgError | undefined;
+  await assert.rejects(pgLogin(b, user, password, db), (err: PgError) => {
     caught = err;
     assert.equal(err.code, code, `expected SQLSTATE ${code}, got ${err.code}: ${err.message}`);
     if (msg) assert.match(err.message, msg);
@@ -76,26 +77,14 @@ async function pgLoginFails(b: Pgtide, user: string, password: string, code: str
 }
 
 /** Expect a postgres.js login to fail with this SQLSTATE. */
-async function pjsLoginFails(b: Pgtide, user: string, password: string, code: string, db = 'app'): Promise<PgErr> {
-  let caught: PgErr | undefined;
-  await assert.rejects(pjsLogin(b, user, password, db), (err: PgErr) => {
+async function pjsLoginFails(b: Pgtide, user: string, password: string, code: string, db = 'app'): Promise<PgError> {
+  let caught: PgError | undefined;
+  await assert.rejects(pjsLogin(b, user, password, db), (err: PgError) => {
     caught = err;
     assert.equal(err.code, code, `expected SQLSTATE ${code}, got ${err.code}: ${err.message}`);
     return true;
   });
   return caught!;
-}
-
-/** The pooler still serves a fresh client. */
-async function stillServes(b: Pgtide, user = 'app', password = 'apppass', db = 'app'): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url(user, password, db), connectionTimeoutMillis: 5000 });
-  await c.connect();
-  try {
-    const { rows } = await c.query<{ one: number }>('SELECT 1 AS one');
-    assert.deepEqual(rows, [{ one: 1 }]);
-  } finally {
-    await c.end();
-  }
 }
 
 /**
@@ -152,8 +141,8 @@ test('auth_type=md5, plain secrets: pg, postgres.js and psql log in (server logi
   assert.equal(unknown.message.replace('zed_nobody', 'app'), wrong.message);
   await pjsLoginFails(b, 'zed_nobody', 'whatever', '28P01');
   await b.waitForLog(/pooler error: password authentication failed for user "zed_nobody"/);
-  await stillServes(b);
-  await stillServes(b, 'md5user', 'md5pass');
+  await stillServes(b, LOGIN_5S);
+  await stillServes(b, { ...LOGIN_5S, user: 'md5user', password: 'md5pass' });
 });
 
 test('auth_type=md5, md5-hash secret: md5user logs in with pg, postgres.js and psql (server login passes the hash on); wrong password 28P01', async (t) => {
@@ -166,7 +155,7 @@ test('auth_type=md5, md5-hash secret: md5user logs in with pg, postgres.js and p
   await pgLoginFails(b, 'md5user', 'md5pass-wrong', '28P01', /password authentication failed/);
   await pjsLoginFails(b, 'md5user', 'bad', '28P01');
   await assert.rejects(psqlLogin(b, 'md5user', 'bad'), /password authentication failed/);
-  await stillServes(b, 'md5user', 'md5pass');
+  await stillServes(b, { ...LOGIN_5S, user: 'md5user', password: 'md5pass' });
 });
 
 test('auth_type=md5, SCRAM secret from pg_authid: the client is switched to SCRAM and pgtide logs in to PostgreSQL with the recovered keys', async (t) => {
@@ -181,7 +170,7 @@ test('auth_type=md5, SCRAM secret from pg_authid: the client is switched to SCRA
   await pgLoginFails(b, 'app', 'apppass-wrong', '28P01', /password authentication failed/);
   await pjsLoginFails(b, 'app', 'x', '28P01');
   await assert.rejects(psqlLogin(b, 'app', 'x'), /password authentication failed/);
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('auth_type=scram-sha-256, plain secret: SCRAM exchange, all three clients log in; wrong password and unknown user get 28P01 after a full SCRAM exchange', async (t) => {
@@ -197,7 +186,7 @@ test('auth_type=scram-sha-256, plain secret: SCRAM exchange, all three clients l
   assert.equal(await firstAuthRequest(b, 'ghost_user'), SASL);
   const unknown = await pgLoginFails(b, 'ghost_user', 'nope', '28P01');
   assert.equal(unknown.message.replace('ghost_user', 'app'), wrong.message);
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('auth_type=scram-sha-256, SCRAM secret: logs in (passthrough to PostgreSQL); an md5 secret cannot do SCRAM, so the right password fails with 28P01', async (t) => {
@@ -212,7 +201,7 @@ test('auth_type=scram-sha-256, SCRAM secret: logs in (passthrough to PostgreSQL)
   await pgLoginFails(b, 'md5user', 'md5pass', '28P01', /password authentication failed/);
   await pjsLoginFails(b, 'md5user', 'md5pass', '28P01');
   await assert.rejects(psqlLogin(b, 'md5user', 'md5pass'), /authentication failed/);
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('auth_type=plain: cleartext password checked against plain, md5 and SCRAM secrets; wrong password and unknown user 28P01', async (t) => {
@@ -237,7 +226,7 @@ forced = host=127.0.0.1 port=${pgs.port} dbname=app user=app password=apppass`;
   await assert.rejects(psqlLogin(b, 'app', 'wrong'), /password authentication failed/);
   assert.equal(await firstAuthRequest(b, 'nobody_here'), CLEARTEXT);
   await pgLoginFails(b, 'nobody_here', 'x', '28P01', /password authentication failed/);
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('auth_type=trust: a user in auth_file gets in with any password (none asked); an unknown user is refused', async (t) => {
@@ -250,7 +239,7 @@ test('auth_type=trust: a user in auth_file gets in with any password (none asked
   assert.equal(await firstAuthRequest(b, 'stranger'), 'E:28000');
   await pgLoginFails(b, 'stranger', 'x', '28000', /"trust" authentication failed/);
   await assert.rejects(psqlLogin(b, 'stranger', ''), /"trust" authentication failed/);
-  await stillServes(b, 'app', '');
+  await stillServes(b, { ...LOGIN_5S, user: 'app', password: '' });
 });
 
 test('auth_type=any: any user name logs in to a forced-user db without a password; a db without user= gives "bouncer config error"', async (t) => {
@@ -264,7 +253,7 @@ app = host=127.0.0.1 port=${pgs.port} dbname=app`;
   assert.equal(await psqlLogin(b, 'psqlguy', '', 'forced'), 'app');
   await pgLoginFails(b, 'app', 'apppass', '28000', /bouncer config error/, 'app');
   await b.waitForLog(/auth_type=any requires forced user/);
-  await stillServes(b, 'x', '', 'forced');
+  await stillServes(b, { ...LOGIN_5S, user: 'x', password: '', db: 'forced' });
 });
 
 test('unknown database: 3D000 "no such database: x" after authentication; with a wrong password the client gets 28P01 instead', async (t) => {
@@ -278,7 +267,7 @@ test('unknown database: 3D000 "no such database: x" after authentication; with a
   assert.equal(await firstAuthRequest(b, 'app', 'nodb_auth_x'), MD5);
   await pgLoginFails(b, 'app', 'wrong', '28P01', /password authentication failed/, 'nodb_auth_x');
   await pgLoginFails(b, 'unknown_u', 'wrong', '28P01', /password authentication failed/, 'nodb_auth_x');
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('the `*` fallback entry creates auto-databases on demand (log "registered new auto-database")', async (t) => {
@@ -298,7 +287,7 @@ test('the `*` fallback entry creates auto-databases on demand (log "registered n
   await pgLoginFails(b, 'app', 'bad', '28P01', undefined, 'auth_autodb_t');
   // a name PostgreSQL does not have: the server's own 3D000 reaches the client
   await pgLoginFails(b, 'app', 'apppass', '3D000', /does not exist/, 'auth_autodb_missing');
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 /** Raw login for app up to the first auth request, then one 'p' message with `body`; resolves with the error's code and message. */
@@ -366,7 +355,7 @@ test('malformed password and SASL messages: 08P01 (the client\'s fault, not an i
       const empty = await badPasswordMessage(b, Buffer.from('\0'));
       assert.equal(empty.code, '28P01', `${empty.code} ${empty.message}`);
     }
-    await stillServes(b);
+    await stillServes(b, LOGIN_5S);
     assert.doesNotMatch(b.log(), /internal error|ERROR C-/);
   }
 });

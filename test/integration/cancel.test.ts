@@ -9,8 +9,8 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { type Ctx, type PgError } from '../harness/util.js';
 
-type PgErr = Error & { code?: string };
 type KeyedClient = pg.Client & { processID: number; secretKey: number };
 
 let pgs: PgServer;
@@ -63,7 +63,7 @@ function sendRaw(b: Pgtide, data: Buffer, opts: { closeAfterSend?: boolean; ms?:
   });
 }
 
-async function keyedClient(t: { after(fn: () => unknown): unknown }, b: Pgtide = bouncer): Promise<KeyedClient> {
+async function keyedClient(t: Ctx, b: Pgtide = bouncer): Promise<KeyedClient> {
   const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app') })) as KeyedClient;
   await c.connect();
   assert.ok(c.processID && c.secretKey !== undefined, 'no BackendKeyData from the pooler');
@@ -82,12 +82,12 @@ async function waitActive(marker: string, ms = 5000): Promise<number> {
 }
 
 /** Settle a promise with its outcome and the time it took from `t0`. */
-async function outcome<T>(p: Promise<T>, t0: number): Promise<{ ok: boolean; value?: T; err?: PgErr; at: number }> {
+async function outcome<T>(p: Promise<T>, t0: number): Promise<{ ok: boolean; value?: T; err?: PgError; at: number }> {
   try {
     const value = await p;
     return { ok: true, value, at: Date.now() - t0 };
   } catch (err) {
-    return { ok: false, err: err as PgErr, at: Date.now() - t0 };
+    return { ok: false, err: err as PgError, at: Date.now() - t0 };
   }
 }
 
@@ -216,7 +216,7 @@ test('transaction mode: cancel reaches the linked server; a cancel for an idle (
  * A TCP proxy in front of PostgreSQL. Connections opened while `holdNewMs` > 0 are held back that long before
  * being passed on (and their bytes buffered): this makes a forwarded CancelRequest arrive late, deterministically.
  */
-async function delayingProxy(t: { after(fn: () => unknown): unknown }, target: number): Promise<{ port: number; holdNewMs: number }> {
+async function delayingProxy(t: Ctx, target: number): Promise<{ port: number; holdNewMs: number }> {
   const state = { port: 0, holdNewMs: 0 };
   const socks = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (down) => {

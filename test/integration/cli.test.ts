@@ -9,19 +9,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, isAlive, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, CLI_PATH, type PgtideContext, type Pgtide } from '../harness/pgtide.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
+import { waitFor } from '../harness/util.js';
 
 /** Run `node dist/cli.js ...args` to completion (10 s at most). */
 function cli(args: string[], cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {

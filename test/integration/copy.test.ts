@@ -11,18 +11,7 @@ import postgres from 'postgres';
 import { spawn } from 'node:child_process';
 import { sharedPostgres, pgBin, pgEnv, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type Ctx = { after(fn: () => unknown): unknown };
-
-async function stillServes(b: Pgtide): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app') });
-  try {
-    await c.connect();
-    assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+import { stillServes, type Ctx } from '../harness/util.js';
 
 /**
  * Run psql against pgtide; resolves with stdout, rejects with stderr + exit code. (Own runner rather than the harness's

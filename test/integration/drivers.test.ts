@@ -9,19 +9,8 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres } from '../harness/postgres.js';
-import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type PgError = Error & { code?: string };
-
-async function stillServes(b: Pgtide): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app') });
-  try {
-    await c.connect();
-    assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+import { pgtideWith, track } from '../harness/pgtide.js';
+import { stillServes, type PgError } from '../harness/util.js';
 
 test('postgres.js: 200 pipelined queries over 20 connections (simple, parameterised, some failing) each get their own answer', async (t) => {
   const server = await sharedPostgres();

@@ -7,24 +7,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
-import { pgtideWith, track, freePort, type Pgtide } from '../harness/pgtide.js';
+import { pgtideWith, track, freePort } from '../harness/pgtide.js';
+import { monitorClient, newClient, sleep, stillServes, waitFor, type PgError } from '../harness/util.js';
 
 const DB = 'lcf_fail';
-type PgError = Error & { code?: string };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll `fn` until it returns a truthy value; fail with `what` after timeoutMs. */
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 let server: PgServer;
 let monitor: pg.Client;
@@ -47,35 +33,12 @@ function openTransactions(): Promise<number> {
   );
 }
 
-interface TestClient extends pg.Client {
-  /** 'error' events the client emitted (asynchronous FATALs from the pooler). */
-  errors: PgError[];
-}
-
-/** A pg client that records asynchronous errors, closed (bounded) when the test ends. */
-function newClient(t: { after(fn: () => unknown): unknown }, url: string): TestClient {
-  const c = new pg.Client({ connectionString: url }) as TestClient;
-  c.errors = [];
-  c.on('error', (e: PgError) => c.errors.push(e));
-  track(t, { end: () => Promise.race([c.end().catch(() => {}), sleep(1000)]) });
-  return c;
-}
-
 /** Kill the client's TCP connection without a Terminate message (a crashed application). */
 function killSocket(c: pg.Client): void {
   (c as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
 }
 
 const dbLine = () => `${DB} = host=127.0.0.1 port=${server.port} dbname=${DB}`;
-
-/** A fresh client runs select 1 through the pooler: it is still serving. */
-async function stillServes(t: { after(fn: () => unknown): unknown }, b: Pgtide, db = DB): Promise<void> {
-  const c = newClient(t, b.url('app', 'apppass', db));
-  await c.connect();
-  const { rows } = await c.query<{ one: number }>('select 1 as one');
-  assert.deepEqual(rows, [{ one: 1 }]);
-  await c.end();
-}
 
 before(async () => {
   server = await sharedPostgres();
@@ -84,8 +47,7 @@ before(async () => {
     `CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);\nINSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g;\nALTER TABLE t OWNER TO app;`,
     DB,
   );
-  monitor = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' });
-  await monitor.connect();
+  monitor = await monitorClient(server);
 });
 
 after(async () => {
@@ -132,7 +94,7 @@ test('client killed mid-transaction: its transaction is rolled back and the row 
   // Another client updates the same row without waiting for a lock, and sees the killed update rolled back.
   assert.equal(await updateDirect(1), vBefore + 1);
   await b.waitForLog(/closing because: client unexpected eof/, 3000, mark);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('client killed while its query runs (transaction mode, pool_size=1): the next client gets its own results', async (t) => {
@@ -163,7 +125,7 @@ test('client killed while its query runs (transaction mode, pool_size=1): the ne
   await waitFor('no backend still sleeping', async () =>
     (await count(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'select pg_sleep(1.5)%' AND state = 'active'`, [DB])) === 0, 3000);
   assert.equal(await openTransactions(), 0);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('client killed while its query runs inside a transaction: the server is not reused with the transaction open', async (t) => {
@@ -237,7 +199,7 @@ test('backend terminated while idle in the pool: the next query gets a live serv
   assert.notEqual(rows[0]!.pid, pid);
   assert.deepEqual(a.errors, []);
   assert.match(b.log().slice(mark), /closing because: .*(terminating connection|server conn crashed)/);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('PostgreSQL unreachable (nothing listens): the client gets 08006 quickly and other databases keep working', async (t) => {
@@ -253,7 +215,7 @@ test('PostgreSQL unreachable (nothing listens): the client gets 08006 quickly an
     assert.ok(took < 5000, `attempt ${attempt}: the error took ${took} ms`);
     assert.ok(['08006', '08001', '08000'].includes(err.code ?? ''), `unexpected error ${err.code}: ${err.message}`);
   }
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('server_connect_timeout: a server that accepts TCP and never answers fails the client after about 1 s', async (t) => {
@@ -280,7 +242,7 @@ test('server_connect_timeout: a server that accepts TCP and never answers fails 
   assert.ok(['08006', '08001', '08000'].includes(err.code ?? ''), `unexpected error ${err.code}: ${err.message}`);
   await waitFor('pgtide to drop the hung server connection', () => sockets.size === 0, 2000);
   await b.waitForLog(/closing because: connect timeout/, 2000, mark);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('client killed during a long query: its server does not keep the pool slot until the query ends', async (t) => {

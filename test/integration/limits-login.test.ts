@@ -8,22 +8,20 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { type Ctx, type PgError } from '../harness/util.js';
 
-type TestCtx = { after(fn: () => unknown): unknown };
-type PgErr = Error & { code?: string };
-
-async function client(t: TestCtx, b: Pgtide, password = 'apppass', db = 'app'): Promise<pg.Client> {
+async function client(t: Ctx, b: Pgtide, password = 'apppass', db = 'app'): Promise<pg.Client> {
   const c = track(t, new pg.Client({ connectionString: b.url('app', password, db), connectionTimeoutMillis: 5000 }));
   await c.connect();
   return c;
 }
 
-async function refused(b: Pgtide): Promise<PgErr> {
+async function refused(b: Pgtide): Promise<PgError> {
   const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app'), connectionTimeoutMillis: 5000 });
   try {
     await c.connect();
   } catch (e) {
-    return e as PgErr;
+    return e as PgError;
   } finally {
     await c.end().catch(() => {});
   }
@@ -31,13 +29,13 @@ async function refused(b: Pgtide): Promise<PgErr> {
 }
 
 /** Retry a login until it succeeds (the pooler may not have seen a disconnect yet), within ms. */
-async function eventuallyLogsIn(t: TestCtx, b: Pgtide, ms = 3000): Promise<pg.Client> {
+async function eventuallyLogsIn(t: Ctx, b: Pgtide, ms = 3000): Promise<pg.Client> {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
       return await client(t, b);
     } catch (e) {
-      if ((e as PgErr).code !== '53300' || Date.now() > deadline) throw e;
+      if ((e as PgError).code !== '53300' || Date.now() > deadline) throw e;
       await new Promise((r) => setTimeout(r, 25));
     }
   }
@@ -86,7 +84,7 @@ test('max_client_conn=3: the 4th client gets 53300 "no more connections allowed 
   assert.match(first.toString('latin1'), /C53300\0/);
   // postgres.js sees the same
   const sql = postgres(b.url('app', 'apppass', 'app'), { max: 1, onnotice: () => {}, fetch_types: false, connect_timeout: 5 });
-  await assert.rejects(sql`SELECT 1`, (e: PgErr) => e.code === '53300');
+  await assert.rejects(sql`SELECT 1`, (e: PgError) => e.code === '53300');
   await sql.end({ timeout: 1 });
 
   // the three are unaffected
@@ -102,8 +100,8 @@ test('failed logins and refused clients do not leak max_client_conn slots', asyn
   const pgs = await sharedPostgres();
   const b = track(t, await pgtideWith(pgs, { max_client_conn: 3 }));
   for (let i = 0; i < 4; i++) {
-    await assert.rejects(client(t, b, 'wrong'), (e: PgErr) => e.code === '28P01');
-    await assert.rejects(client(t, b, 'apppass', 'no_such_db_limits'), (e: PgErr) => e.code === '3D000');
+    await assert.rejects(client(t, b, 'wrong'), (e: PgError) => e.code === '28P01');
+    await assert.rejects(client(t, b, 'apppass', 'no_such_db_limits'), (e: PgError) => e.code === '3D000');
     const raw = await rawIdle(b, Buffer.from('garbage!garbage!'));
     await raw.closed;
   }

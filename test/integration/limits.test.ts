@@ -7,23 +7,9 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { monitorClient, newClient, sleep, waitFor, type Ctx, type TestClient } from '../harness/util.js';
 
 const DBS = { size: 'lcl_size', min: 'lcl_min', reserve: 'lcl_reserve', maxdb: 'lcl_maxdb', u1: 'lcl_user1', u2: 'lcl_user2' };
-type PgError = Error & { code?: string };
-type Ctx = { after(fn: () => unknown): unknown };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 let server: PgServer;
 let monitor: pg.Client;
@@ -59,18 +45,6 @@ async function sampled<T>(dbs: string[], user: string | undefined, work: () => P
   }
 }
 
-interface TestClient extends pg.Client {
-  errors: PgError[];
-}
-
-function newClient(t: Ctx, url: string): TestClient {
-  const c = new pg.Client({ connectionString: url }) as TestClient;
-  c.errors = [];
-  c.on('error', (e: PgError) => c.errors.push(e));
-  track(t, { end: () => Promise.race([c.end().catch(() => {}), sleep(1000)]) });
-  return c;
-}
-
 async function connected(t: Ctx, b: Pgtide, db: string, user = 'app', password = 'apppass'): Promise<TestClient> {
   const c = newClient(t, b.url(user, password, db));
   await c.connect();
@@ -90,8 +64,7 @@ const entry = (db: string, extra = '') => `${db} = host=127.0.0.1 port=${server.
 before(async () => {
   server = await sharedPostgres();
   for (const db of Object.values(DBS)) await server.psql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE);\nCREATE DATABASE ${db} OWNER app;`);
-  monitor = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' });
-  await monitor.connect();
+  monitor = await monitorClient(server);
 });
 
 after(async () => {

@@ -8,19 +8,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type Ctx = { after(fn: () => unknown): unknown };
-type PgError = Error & { code?: string; severity?: string };
-
-async function stillServes(b: Pgtide): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app') });
-  try {
-    await c.connect();
-    assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+import { stillServes, type Ctx, type PgError } from '../harness/util.js';
 
 /** A pg client that records every ParameterStatus it receives, welcome included. */
 function recordingClient(t: Ctx, b: Pgtide, extra: Partial<pg.ClientConfig> = {}): { client: pg.Client; params: Map<string, string>; log: [string, string][] } {

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv } from '../harness/postgres.js';
 import { pgtideWith, type Pgtide } from '../harness/pgtide.js';
+import { stillServes as selectOneWorks } from '../harness/util.js';
 
 const V3 = 196608;
 const SSL_REQUEST = 80877103;
@@ -233,13 +234,7 @@ after(async () => {
 /** The pooler process is alive and a fresh client runs select 1. */
 async function stillServes(b: Pgtide = bouncer): Promise<void> {
   assert.equal(b.proc.exitCode, null, 'pgtide exited');
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app'), connectionTimeoutMillis: 5000 });
-  await c.connect();
-  try {
-    assert.deepEqual((await c.query<{ one: number }>('SELECT 1 AS one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end();
-  }
+  await selectOneWorks(b, { connectionTimeoutMillis: 5000 });
   assert.doesNotMatch(b.log(), /internal error|uncaught|TypeError|RangeError/i);
 }
 

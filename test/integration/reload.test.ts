@@ -9,24 +9,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, type Pgtide, type PgtideContext } from '../harness/pgtide.js';
+import { monitorClient, newClient, sleep, waitFor, type Ctx, type PgError, type TestClient } from '../harness/util.js';
 
 const DB_A = 'lcr_a';
 const DB_B = 'lcr_b';
-type PgError = Error & { code?: string };
-type Ctx = { after(fn: () => unknown): unknown };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 let server: PgServer;
 let monitor: pg.Client;
@@ -34,21 +20,6 @@ let monitor: pg.Client;
 async function count(sql: string, params: unknown[] = []): Promise<number> {
   const { rows } = await monitor.query<{ n: string }>(sql, params);
   return Number(rows[0]!.n);
-}
-
-interface TestClient extends pg.Client {
-  errors: PgError[];
-  ended: boolean;
-}
-
-function newClient(t: Ctx, url: string): TestClient {
-  const c = new pg.Client({ connectionString: url }) as TestClient;
-  c.errors = [];
-  c.ended = false;
-  c.on('error', (e: PgError) => c.errors.push(e));
-  c.on('end', () => (c.ended = true));
-  track(t, { end: () => Promise.race([c.end().catch(() => {}), sleep(1000)]) });
-  return c;
 }
 
 async function connected(t: Ctx, b: Pgtide, db: string): Promise<TestClient> {
@@ -93,8 +64,7 @@ before(async () => {
   server = await sharedPostgres();
   for (const db of [DB_A, DB_B]) await server.psql(`DROP DATABASE IF EXISTS ${db} WITH (FORCE);\nCREATE DATABASE ${db} OWNER app;`);
   await server.psql(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);\nINSERT INTO t VALUES (1, 0);\nALTER TABLE t OWNER TO app;`, DB_A);
-  monitor = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' });
-  await monitor.connect();
+  monitor = await monitorClient(server);
 });
 
 after(async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { startPgtide, track } from '../harness/pgtide.js';
+import { monitorClient, waitFor } from '../harness/util.js';
 
 /** Verbatim from the seed (the ```ini block of its "Step 2: Configure PgBouncer"). */
 const SEED_INI = `[databases]
@@ -33,18 +34,6 @@ pidfile = /var/run/pgbouncer/pgbouncer.pid
 `;
 
 const DB = 'tracking';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 /** Replace one whole line of the ini, failing loudly if the seed text changed. */
 function replaceLine(ini: string, from: string, to: string): string {
@@ -71,8 +60,7 @@ before(async () => {
     env: pgEnv({ PGPASSWORD: 'apppass' }),
     timeoutMs: 60_000,
   });
-  monitor = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' });
-  await monitor.connect();
+  monitor = await monitorClient(server);
 });
 
 after(async () => {

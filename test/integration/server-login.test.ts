@@ -10,11 +10,12 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, freePort, type Pgtide } from '../harness/pgtide.js';
+import { stillServes, type Ctx, type PgError } from '../harness/util.js';
 
-type TestCtx = { after(fn: () => unknown): unknown };
-type PgErr = Error & { code?: string };
+/** stillServes() with the 5 s login bound this file's other logins use. */
+const LOGIN_5S = { connectionTimeoutMillis: 5000 };
 
-async function bouncer(t: TestCtx, pgs: PgServer, settings: Record<string, string | number>, userlist: string, databases?: string): Promise<Pgtide> {
+async function bouncer(t: Ctx, pgs: PgServer, settings: Record<string, string | number>, userlist: string, databases?: string): Promise<Pgtide> {
   return track(t, await startPgtide({ pg: pgs, files: { 'userlist.txt': userlist }, ini: (ctx) => iniFor(ctx, { settings, databases }) }));
 }
 
@@ -34,15 +35,15 @@ async function whoAmI(b: Pgtide, pgs: PgServer, user: string, password: string, 
   }
 }
 
-async function loginFails(b: Pgtide, user: string, password: string, db: string): Promise<{ err: PgErr; ms: number }> {
+async function loginFails(b: Pgtide, user: string, password: string, db: string): Promise<{ err: PgError; ms: number }> {
   const t0 = Date.now();
   const c = new pg.Client({ connectionString: b.url(user, password, db), connectionTimeoutMillis: 8000 });
-  let err: PgErr | undefined;
+  let err: PgError | undefined;
   try {
     await c.connect();
     await c.query('SELECT 1');
   } catch (e) {
-    err = e as PgErr;
+    err = e as PgError;
   } finally {
     await c.end().catch(() => {});
   }
@@ -50,16 +51,6 @@ async function loginFails(b: Pgtide, user: string, password: string, db: string)
   // a timeout of the client library itself would be a hang, not the pooler's answer
   assert.doesNotMatch(err.message, /timeout expired|Connection terminated due to connection timeout/);
   return { err, ms: Date.now() - t0 };
-}
-
-async function stillServes(b: Pgtide, user = 'app', password = 'apppass', db = 'app'): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url(user, password, db), connectionTimeoutMillis: 5000 });
-  await c.connect();
-  try {
-    assert.deepEqual((await c.query<{ one: number }>('SELECT 1 AS one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end();
-  }
 }
 
 test('SCRAM server login (role app) with the userlist plain password, and md5 server login (md5user)', async (t) => {
@@ -124,7 +115,7 @@ test('SCRAM passthrough: the userlist holds app\'s SCRAM secret from pg_authid; 
     // a wrong password still fails (and does not disturb the cached keys)
     const { err } = await loginFails(b, 'app', 'wrong', 'app');
     assert.equal(err.code, '28P01');
-    await stillServes(b);
+    await stillServes(b, LOGIN_5S);
   }
 });
 
@@ -144,7 +135,7 @@ app = host=127.0.0.1 port=${pgs.port} dbname=app`;
   assert.equal(again.err.code, '28P01');
   assert.match(again.err.message, /server_login_retry/);
   assert.ok(again.ms < 3000, `took ${again.ms} ms`);
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });
 
 test('an md5 hash in the userlist cannot log in to a SCRAM role: the client gets an error promptly, no hang', async (t) => {
@@ -154,7 +145,7 @@ test('an md5 hash in the userlist cannot log in to a SCRAM role: the client gets
   const { err, ms } = await loginFails(b, 'app', 'apppass', 'app');
   assert.equal(err.code, '28P01', err.message);
   assert.ok(ms < 3000, `took ${ms} ms`);
-  await stillServes(b, 'md5user', 'md5pass');
+  await stillServes(b, { ...LOGIN_5S, user: 'md5user', password: 'md5pass' });
 });
 
 test('a database whose server is down (nothing listening): the client gets an error well under query_wait_timeout', async (t) => {
@@ -170,8 +161,8 @@ app = host=127.0.0.1 port=${pgs.port} dbname=app`;
   // postgres.js sees the same, and so does a second try
   const sql = postgres(b.url('app', 'apppass', 'down'), { max: 1, onnotice: () => {}, fetch_types: false, connect_timeout: 8 });
   const t0 = Date.now();
-  await assert.rejects(sql`SELECT 1`, (e: PgErr) => /^08/.test(e.code ?? ''));
+  await assert.rejects(sql`SELECT 1`, (e: PgError) => /^08/.test(e.code ?? ''));
   assert.ok(Date.now() - t0 < 3000);
   await sql.end({ timeout: 1 });
-  await stillServes(b);
+  await stillServes(b, LOGIN_5S);
 });

@@ -5,43 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import postgres from 'postgres';
-import { sharedPostgres, type PgServer } from '../harness/postgres.js';
-import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type Ctx = { after(fn: () => unknown): unknown };
-
-async function appClient(t: Ctx, b: Pgtide): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app') }));
-  await c.connect();
-  return c;
-}
-
-async function stillServes(b: Pgtide): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app') });
-  try {
-    await c.connect();
-    assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-async function superuser(t: Ctx, server: PgServer): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' }));
-  await c.connect();
-  return c;
-}
-
-/** Wait until `fn` returns a truthy value (polling), or fail after `ms`. */
-async function until<T>(what: string, fn: () => Promise<T> | T, ms = 3000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { sharedPostgres } from '../harness/postgres.js';
+import { pgtideWith, track } from '../harness/pgtide.js';
+import { appClient, stillServes, superuser, waitFor } from '../harness/util.js';
 
 const pidOf = async (c: pg.Client) => (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
 
@@ -98,10 +64,10 @@ test('session mode: after a client leaves, DISCARD ALL cleans the server and the
   await first.end();
 
   // the reset query is what ran last on that backend
-  await until('DISCARD ALL on the released server', async () => {
+  await waitFor('DISCARD ALL on the released server', async () => {
     const { rows } = await su.query<{ query: string; state: string }>('SELECT query, state FROM pg_stat_activity WHERE pid = $1', [pid]);
     return rows[0]?.state === 'idle' && rows[0].query === 'DISCARD ALL';
-  });
+  }, 3000, 20);
 
   const second = await appClient(t, b);
   assert.equal(await pidOf(second), pid, 'the pool did not reuse the server');
@@ -191,7 +157,7 @@ test('session mode: LISTEN/NOTIFY notifications reach the listening client, also
   // delivered to an idle listener: nothing in flight on its connection
   await sender.query("NOTIFY sess_chan, 'one'");
   await sender.query("SELECT pg_notify('sess_chan', 'two')");
-  await until('two notifications', () => got.length >= 2);
+  await waitFor('two notifications', () => got.length >= 2, 3000, 20);
   assert.deepEqual(got.map((g) => [g.channel, g.payload, g.processId]), [['sess_chan', 'one', senderPid], ['sess_chan', 'two', senderPid]]);
 
   // a notification committed with a transaction arrives after the commit only
@@ -200,12 +166,12 @@ test('session mode: LISTEN/NOTIFY notifications reach the listening client, also
   await listener.query('SELECT 1');
   assert.equal(got.length, 2);
   await sender.query('COMMIT');
-  await until('the third notification', () => got.length >= 3);
+  await waitFor('the third notification', () => got.length >= 3, 3000, 20);
   assert.equal(got[2]!.payload, 'three');
 
   // its own notification arrives with its query's reply; the listener keeps working normally
   await listener.query("NOTIFY sess_chan, 'self'");
-  await until('the self notification', () => got.length >= 4);
+  await waitFor('the self notification', () => got.length >= 4, 3000, 20);
   assert.equal(got[3]!.payload, 'self');
   assert.deepEqual((await listener.query('SELECT 2 AS two')).rows, [{ two: 2 }]);
 
@@ -214,7 +180,7 @@ test('session mode: LISTEN/NOTIFY notifications reach the listening client, also
   const pjs: string[] = [];
   await sql.listen('sess_chan2', (payload) => pjs.push(payload));
   await sender.query("NOTIFY sess_chan2, 'pjs'");
-  await until('postgres.js notification', () => pjs.length >= 1);
+  await waitFor('postgres.js notification', () => pjs.length >= 1, 3000, 20);
   assert.deepEqual(pjs, ['pjs']);
   await stillServes(b);
 });

@@ -5,51 +5,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import postgres from 'postgres';
-import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
-import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type Ctx = { after(fn: () => unknown): unknown };
-type PgError = Error & { code?: string; severity?: string };
+import { sharedPostgres, pgBin, pgEnv, run } from '../harness/postgres.js';
+import { pgtideWith, track } from '../harness/pgtide.js';
+import { appClient, stillServes, superuser, waitFor, type PgError } from '../harness/util.js';
 
 const TX_MSG = 'transaction blocks not allowed in statement pooling mode';
-
-async function appClient(t: Ctx, b: Pgtide): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app') }));
-  c.on('error', () => {}); // the pooler may close it; assertions look at query results
-  await c.connect();
-  return c;
-}
-
-async function stillServes(b: Pgtide): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app') });
-  try {
-    await c.connect();
-    assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-async function superuser(t: Ctx, server: PgServer): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' }));
-  await c.connect();
-  return c;
-}
-
-async function until<T>(what: string, fn: () => Promise<T> | T, ms = 3000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('statement mode: single statements from many clients share two servers (simple, extended, pipelined)', async (t) => {
   const server = await sharedPostgres();
   const b = track(t, await pgtideWith(server, { pool_mode: 'statement', default_pool_size: 2, query_wait_timeout: 5 }));
-  const clients = await Promise.all(Array.from({ length: 10 }, () => appClient(t, b)));
+  const clients = await Promise.all(Array.from({ length: 10 }, () => appClient(t, b, { ignoreErrors: true })));
   const pids = new Set<number>();
   await Promise.all(clients.map(async (c, i) => {
     for (let k = 0; k < 10; k++) {
@@ -82,11 +47,11 @@ test(`statement mode: BEGIN fails with "${TX_MSG}", the server is dropped, the p
   t.after(() => server.psql('DROP TABLE IF EXISTS stmt_t', 'app'));
   const b = track(t, await pgtideWith(server, { pool_mode: 'statement', default_pool_size: 1, query_wait_timeout: 5 }));
   const su = await superuser(t, server);
-  const bystander = await appClient(t, b);
+  const bystander = await appClient(t, b, { ignoreErrors: true });
   const pid0 = (await bystander.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
 
   const mark = b.log().length;
-  const c = await appClient(t, b);
+  const c = await appClient(t, b, { ignoreErrors: true });
   const ended = new Promise<void>((r) => c.once('end', () => r()));
   await assert.rejects(c.query('BEGIN'), (e: PgError) => {
     assert.equal(e.message, TX_MSG);
@@ -97,16 +62,16 @@ test(`statement mode: BEGIN fails with "${TX_MSG}", the server is dropped, the p
   await ended; // the client is disconnected
   await b.waitForLog(new RegExp(`closing because: ${TX_MSG}`), 3000, mark);
   // the server that ran the BEGIN is gone, so its open transaction cannot reach anyone else
-  await until('the backend to go away', async () =>
-    (await su.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid0])).rowCount === 0);
+  await waitFor('the backend to go away', async () =>
+    (await su.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid0])).rowCount === 0, 3000, 20);
 
   // an INSERT inside an explicit transaction is never committed
-  const c2 = await appClient(t, b);
+  const c2 = await appClient(t, b, { ignoreErrors: true });
   await assert.rejects(c2.query("BEGIN; INSERT INTO stmt_t VALUES (1)"), (e: PgError) => e.message === TX_MSG && e.code === '0A000');
   assert.equal(await server.psql('SELECT count(*) FROM stmt_t', 'app'), '0');
 
   // the extended protocol gets the same treatment
-  const c3 = await appClient(t, b);
+  const c3 = await appClient(t, b, { ignoreErrors: true });
   await assert.rejects(c3.query({ text: 'BEGIN', queryMode: 'extended' } as pg.QueryConfig), (e: PgError) => e.message === TX_MSG && e.code === '0A000');
 
   // the bystander's next statement runs on a fresh server, outside any transaction

@@ -8,23 +8,9 @@ import net from 'node:net';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { monitorClient, newClient, sleep, stillServes, waitFor, type Ctx, type PgError, type TestClient } from '../harness/util.js';
 
 const DB = 'lct_timeouts';
-type PgError = Error & { code?: string };
-type Ctx = { after(fn: () => unknown): unknown };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 let server: PgServer;
 let monitor: pg.Client;
@@ -39,29 +25,10 @@ function backends(extra = ''): Promise<number> {
   return count(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = 'app' ${extra}`, [DB]);
 }
 
-interface TestClient extends pg.Client {
-  errors: PgError[];
-}
-
-function newClient(t: Ctx, url: string): TestClient {
-  const c = new pg.Client({ connectionString: url }) as TestClient;
-  c.errors = [];
-  c.on('error', (e: PgError) => c.errors.push(e));
-  track(t, { end: () => Promise.race([c.end().catch(() => {}), sleep(1000)]) });
-  return c;
-}
-
 async function connected(t: Ctx, b: Pgtide): Promise<TestClient> {
   const c = newClient(t, b.url('app', 'apppass', DB));
   await c.connect();
   return c;
-}
-
-/** A fresh client runs select 1 through the pooler. */
-async function stillServes(t: Ctx, b: Pgtide): Promise<void> {
-  const c = await connected(t, b);
-  assert.deepEqual((await c.query('select 1 as one')).rows, [{ one: 1 }]);
-  await c.end();
 }
 
 /** pgtide with the test database and these settings (transaction mode unless given). */
@@ -76,8 +43,7 @@ before(async () => {
     `CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);\nINSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g;\nALTER TABLE t OWNER TO app;`,
     DB,
   );
-  monitor = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' });
-  await monitor.connect();
+  monitor = await monitorClient(server);
 });
 
 after(async () => {
@@ -103,7 +69,7 @@ test('query_wait_timeout: a client queued behind a held server gets query_wait_t
   // the holder is unaffected
   assert.deepEqual((await holder.query('select 3 as x')).rows, [{ x: 3 }]);
   await holder.query('COMMIT');
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('client_idle_timeout: an idle client is closed with client_idle_timeout (57P05); a busy one is not', async (t) => {
@@ -130,7 +96,7 @@ test('client_idle_timeout: an idle client is closed with client_idle_timeout (57
   assert.deepEqual(busy.errors, [], 'the busy client was closed too');
   assert.deepEqual((await busy.query('select 2 as x')).rows, [{ x: 2 }]);
   await b.waitForLog(/closing because: client_idle_timeout \(age=\d+s\)/, 1000);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('idle_transaction_timeout: the client is closed and its transaction rolled back in PostgreSQL', async (t) => {
@@ -158,7 +124,7 @@ test('idle_transaction_timeout: the client is closed and its transaction rolled 
   } finally {
     await direct.end();
   }
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('query_timeout: pg_sleep(5) fails with "query timeout" (57014) after about 1 s and the backend stops', async (t) => {
@@ -174,7 +140,7 @@ test('query_timeout: pg_sleep(5) fails with "query timeout" (57014) after about 
   // The backend does not go on sleeping for the remaining ~4 s: it is gone or idle within 1.5 s.
   await waitFor('the backend to stop running pg_sleep', async () =>
     (await backends(`AND state = 'active' AND query = 'select pg_sleep(5)'`)) === 0, 1500);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 test('server_idle_timeout: idle server connections are closed (pg_stat_activity count drops)', async (t) => {
@@ -231,7 +197,7 @@ test('client_login_timeout: a connection that never sends a startup packet is cl
   });
   const took = Date.now() - t0;
   assert.ok(took >= 900 && took < 3000, `closed after ${took} ms`);
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });
 
 for (const checkDelay of [30, 0.2]) test(`server_lifetime with min_pool_size: idle servers at the minimum are recycled too (server_check_delay=${checkDelay})`, async (t) => {
@@ -266,5 +232,5 @@ test('query_timeout also bounds the wait for a server: a queued client gets quer
   assert.ok(took >= 900 && took < 3000, `error after ${took} ms`);
   assert.deepEqual((await holder.query('select 3 as x')).rows, [{ x: 3 }]);
   await holder.query('COMMIT');
-  await stillServes(t, b);
+  await stillServes(b, { db: DB });
 });

@@ -6,33 +6,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-
-type PgError = Error & { code?: string };
-
-/** A superuser connection straight to PostgreSQL over its unix socket (trust), for watching pg_stat_activity. */
-async function superuser(t: { after(fn: () => unknown): unknown }, server: PgServer): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' }));
-  await c.connect();
-  return c;
-}
-
-async function appClient(t: { after(fn: () => unknown): unknown }, b: Pgtide, db = 'app'): Promise<pg.Client> {
-  const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', db) }));
-  await c.connect();
-  return c;
-}
-
-/** Proves the pooler still serves: a fresh client runs select 1. */
-async function stillServes(b: Pgtide, db = 'app'): Promise<void> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', db) });
-  try {
-    await c.connect();
-    const { rows } = await c.query<{ one: number }>('select 1 as one');
-    assert.deepEqual(rows, [{ one: 1 }]);
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
+import { appClient, stillServes, superuser, type PgError } from '../harness/util.js';
 
 async function recreateDb(server: PgServer, name: string): Promise<void> {
   await server.psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE);\nCREATE DATABASE ${name} OWNER app;`);
@@ -86,7 +60,7 @@ test('pgbench through pgtide in transaction mode: -S simple and extended with 10
   assert.equal(tl, h, `sum(tbalance) != sum(delta): ${sums}`);
   assert.equal(br, h, `sum(bbalance) != sum(delta): ${sums}`);
   assert.equal(rows, n, `history rows (${rows}) != processed transactions (${n})`);
-  await stillServes(b, 'bench_tx');
+  await stillServes(b, { db: 'bench_tx' });
 });
 
 test('1000 concurrent clients over 25 server connections: each gets its own answers, PostgreSQL never sees more than 25 backends', async (t) => {
@@ -141,7 +115,7 @@ test('1000 concurrent clients over 25 server connections: each gets its own answ
   assert.ok(pids.size >= 2, `only ${pids.size} backend served 1000 clients: no pooling concurrency`);
   const { rows } = await su.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'tx_many'");
   assert.ok(rows[0]!.n <= 25);
-  await stillServes(b, 'tx_many');
+  await stillServes(b, { db: 'tx_many' });
 });
 
 test('transaction mode keeps transactions whole: isolation until COMMIT, ROLLBACK, aborted transactions', async (t) => {
