@@ -175,6 +175,11 @@ async function main(): Promise<void> {
   log.log(`process up: ${VERSION_LINE}, pid ${process.pid}`);
 }
 
+// A promise rejection nobody handled is a bug in one connection's path: log it and keep serving everyone else.
+process.on('unhandledRejection', (err) => {
+  log.error(`internal error (unhandled rejection): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+});
+
 process.on('uncaughtException', (err) => {
   log.fatal(`internal error: ${err.stack ?? err.message}`);
   process.exit(70);
