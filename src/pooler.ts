@@ -17,6 +17,7 @@ import { ClientConn } from './pool/client.js';
 import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
+import { AdminConsole, ADMIN_DB } from './admin/console.js';
 
 /** Connection-relevant connstring keys: a change closes the database's servers when released. */
 const CONN_KEYS = ['host', 'port', 'dbname', 'user', 'password'] as const;
@@ -35,6 +36,7 @@ export class Pooler extends EventEmitter {
   private servers: net.Server[] = [];
   private unixPath = '';
   readonly janitor: Janitor;
+  readonly console: AdminConsole;
   shutdown: ShutdownMode = 'none';
 
   constructor(config: Config) {
@@ -44,6 +46,7 @@ export class Pooler extends EventEmitter {
     this.applyUsers();
     this.applyDatabases();
     this.janitor = new Janitor(this);
+    this.console = new AdminConsole(this);
   }
 
   // ---- listening ----
@@ -150,8 +153,9 @@ export class Pooler extends EventEmitter {
 
   /** Startup packet parsed: find the database and user, check limits, start authentication. */
   loginClient(c: ClientConn, dbName: string, userName: string): void {
-    if (dbName === 'pgbouncer') {
-      throw new PoolerError(SqlState.FeatureNotSupported, 'the admin console is not available in this pgtide version');
+    if (dbName === ADMIN_DB) {
+      this.console.login(c, userName); // exempt from max_client_conn, as in PgBouncer
+      return;
     }
     if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
     const user = this.users.get(userName) ?? new User(userName);
@@ -163,6 +167,10 @@ export class Pooler extends EventEmitter {
 
   /** The client proved who it is: attach it to its pool and send the welcome (or wait for one). */
   clientAuthenticated(c: ClientConn, dbName: string): void {
+    if (c.admin !== null) {
+      this.console.authenticated(c);
+      return;
+    }
     const db = c.db;
     if (!db) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
     let user = c.user!;
@@ -190,6 +198,7 @@ export class Pooler extends EventEmitter {
     this.clientCount--;
     if (c.cancelPid) this.cancelKeys.delete(`${c.cancelPid}:${c.cancelKey}`);
     if (c.state === ClientState.Login) this.loginClients.remove(c);
+    else if (c.admin !== null) this.console.gone(c);
     else {
       c.db!.clientCount--;
       c.user!.clientCount--;
@@ -391,6 +400,7 @@ export class Pooler extends EventEmitter {
     // net.Server.close() settles only once every accepted connection is gone: close them first, then wait
     const listeners = this.closeListeners();
     for (const c of this.loginClients.toArray()) c.close('pooler is shutting down', true);
+    for (const c of this.console.clients.toArray()) c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
     for (const p of [...this.pools()]) {
       for (const list of [p.activeClients, p.waitingClients, p.loginWaitClients])
         for (const c of list.toArray()) c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));

@@ -71,6 +71,10 @@ export class ClientConn extends Framer implements ListNode {
   /** Last time the client sent anything (client_idle_timeout, idle_transaction_timeout). */
   lastActivity = clock.now;
   waitStart = 0;
+  /** A client of the admin console (database `pgbouncer`): its access level; null for a pool client. */
+  admin: 'admin' | 'stats' | null = null;
+  /** Console only: an extended-protocol batch was refused, skip to its Sync. */
+  adminSkipToSync = false;
   readonly addr: string;
   readonly port: number;
 
@@ -162,6 +166,10 @@ export class ClientConn extends Framer implements ListNode {
       else this.feed(chunk);
       return;
     }
+    if (this.admin !== null) {
+      this.feed(chunk); // whole messages, answered by the console
+      return;
+    }
     // logged in, no server ready: an idle client sending Terminate needs none
     if (!this.stash && this.atBoundary() && chunk.length === 5 && chunk[0] === FE.Terminate) {
       this.close('client close request');
@@ -232,7 +240,7 @@ export class ClientConn extends Framer implements ListNode {
   // ---- request path (work phase) ----
 
   protected wantBody(): boolean {
-    return this.state === ClientState.Login;
+    return this.state === ClientState.Login || this.admin !== null;
   }
 
   protected onHeader(type: number): Verdict {
@@ -269,6 +277,10 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
+    if (this.admin !== null && this.state !== ClientState.Login) {
+      this.pooler.console.onMessage(this, type, buf.subarray(start, end));
+      return Verdict.Skip;
+    }
     // only during login: authentication messages
     if (type !== FE.Password || !this.auth) {
       if (type === FE.Terminate) this.close('client close request');
@@ -482,6 +494,13 @@ export class ClientConn extends Framer implements ListNode {
       return;
     }
     this.write(this.auth.start());
+  }
+
+  /** Console welcome: AuthenticationOk, the given ParameterStatus messages, BackendKeyData, ReadyForQuery. */
+  finishAdminLogin(params: Buffer): void {
+    nextCancelKey(this); // a key the client may use; the console has nothing to cancel
+    this.state = ClientState.Active;
+    this.write(Buffer.concat([AUTH_OK, params, backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE]));
   }
 
   private authenticated(): void {

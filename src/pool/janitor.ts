@@ -10,7 +10,7 @@ import type { Pooler } from '../pooler.js';
 import type { Pool } from './pool.js';
 import { TxStatus } from '../protocol/codes.js';
 import { ServerState } from './states.js';
-import { PoolStats, statsLine, sumStats } from '../stats/stats.js';
+import { averages, PoolStats, statsLine, sumStats } from '../stats/stats.js';
 
 export const TICK_MS = 333;
 
@@ -18,6 +18,11 @@ export class Janitor {
   private timer: NodeJS.Timeout | null = null;
   private statsAt = clock.now;
   private statsPrev = new PoolStats();
+  /** Per-database totals at the last stats_period tick, and the averages over that period (SHOW STATS). */
+  private dbPrev = new Map<string, PoolStats>();
+  readonly dbAverages = new Map<string, PoolStats>();
+  /** Averages of all databases together over the last stats_period (SHOW TOTALS). */
+  totalAverages = new PoolStats();
 
   constructor(private readonly pooler: Pooler) {}
 
@@ -45,8 +50,14 @@ export class Janitor {
     for (const pool of [...this.pooler.pools()]) this.pool(pool, now);
     if (st.stats_period > 0 && now - this.statsAt >= st.stats_period * 1000) {
       const cur = sumStats([...this.pooler.pools()].map((p) => p.stats));
-      if (st.log_stats) log.log(statsLine(this.statsPrev, cur, (now - this.statsAt) / 1000));
+      const seconds = (now - this.statsAt) / 1000;
+      if (st.log_stats) log.log(statsLine(this.statsPrev, cur, seconds));
+      this.totalAverages = averages(this.statsPrev, cur, seconds);
       this.statsPrev = cur;
+      const byDb = this.databaseTotals();
+      this.dbAverages.clear();
+      for (const [name, totals] of byDb) this.dbAverages.set(name, averages(this.dbPrev.get(name) ?? new PoolStats(), totals, seconds));
+      this.dbPrev = byDb;
       this.statsAt = now;
     }
     for (const [name, db] of this.pooler.databases) {
@@ -57,6 +68,13 @@ export class Janitor {
         log.log(`auto-database "${name}" freed after autodb_idle_timeout`);
       }
     }
+  }
+
+  /** Counters summed per database (SHOW STATS, SHOW STATS_TOTALS). */
+  databaseTotals(): Map<string, PoolStats> {
+    const out = new Map<string, PoolStats>();
+    for (const [name, db] of this.pooler.databases) out.set(name, sumStats([...db.pools.values()].map((p) => p.stats)));
+    return out;
   }
 
   private pool(pool: Pool, now: number): void {

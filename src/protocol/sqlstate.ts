@@ -19,4 +19,6 @@ export const enum SqlState {
   InternalError = 'XX000',
   ObjectNotInPrerequisiteState = '55000',
   InvalidParameterValue = '22023',
+  SyntaxError = '42601',
+  InsufficientPrivilege = '42501',
 }

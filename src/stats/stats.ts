@@ -76,3 +76,25 @@ export function statsLine(prev: PoolStats, cur: PoolStats, seconds: number): str
     `wait ${avg(d('waitTimeUs'), d('serverAssignCount'))} us`
   );
 }
+
+/**
+ * Averages over one stats_period, as PgBouncer's stats.c computes them: counts and bytes per second,
+ * xact_time per transaction, query_time per query, wait_time per server assignment (µs, rounded down).
+ */
+export function averages(prev: PoolStats, cur: PoolStats, seconds: number): PoolStats {
+  const a = new PoolStats();
+  if (seconds <= 0) return a;
+  const d = (k: keyof PoolStats) => (cur[k] as number) - (prev[k] as number);
+  const per = (n: number) => Math.floor(n / seconds);
+  const avg = (total: number, count: number) => (count > 0 ? Math.floor(total / count) : 0);
+  a.serverAssignCount = per(d('serverAssignCount'));
+  a.xactCount = per(d('xactCount'));
+  a.queryCount = per(d('queryCount'));
+  a.bytesReceived = per(d('bytesReceived'));
+  a.bytesSent = per(d('bytesSent'));
+  a.clientLoginCount = per(d('clientLoginCount'));
+  a.xactTimeUs = avg(d('xactTimeUs'), d('xactCount'));
+  a.queryTimeUs = avg(d('queryTimeUs'), d('queryCount'));
+  a.waitTimeUs = avg(d('waitTimeUs'), d('serverAssignCount'));
+  return a;
+}

@@ -1,0 +1,193 @@
+/* The admin console: the virtual database `pgbouncer`. Access rules, the welcome, and the work phase of a
+ * console client (whole messages, simple query protocol), dispatching to the SHOW commands. */
+
+import { FE } from '../protocol/codes.js';
+import { errorResponse, noticeResponse, parameterStatus, READY_IDLE } from '../protocol/messages.js';
+import { SqlState } from '../protocol/sqlstate.js';
+import { PoolerError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import { StatList } from '../pool/list.js';
+import { User } from '../pool/pool.js';
+import type { ClientConn } from '../pool/client.js';
+import type { Pooler } from '../pooler.js';
+import { VERSION } from '../version.js';
+import { commandComplete, Oid, ResultWriter } from './rows.js';
+import { runShow, SHOW_ADMIN_ONLY } from './show.js';
+
+export const ADMIN_DB = 'pgbouncer';
+
+/** What a console user may do: admin_users everything, stats_users (and auth_type=any) the read-only SHOWs. */
+export type AdminLevel = 'admin' | 'stats';
+
+/** Fake settings a console client can SHOW (PgBouncer answers them for drivers that ask). */
+const FAKE_SETTINGS: ReadonlyMap<string, string> = new Map([
+  ['client_encoding', 'UTF-8'],
+  ['default_transaction_isolation', 'read committed'],
+  ['standard_conforming_strings', 'on'],
+  ['datestyle', 'ISO'],
+  ['timezone', 'GMT'],
+]);
+
+/** An ERROR (not FATAL) followed by ReadyForQuery: the console connection stays usable. */
+function consoleError(code: string, message: string): Buffer {
+  return Buffer.concat([errorResponse({ severity: 'ERROR', code, message }), READY_IDLE]);
+}
+
+export function invalidCommand(text: string): Buffer {
+  return consoleError(SqlState.SyntaxError, `invalid command '${text}', use SHOW HELP;`);
+}
+
+/** Parsed console command: `WORD [WORD]` or `SET key = value`. */
+type Command = { kind: 'words'; words: string[] } | { kind: 'set'; key: string; value: string };
+
+const WORD = String.raw`(?:[a-zA-Z0-9_.\-]+|"(?:[^"]|"")*")`;
+const WORDS_RE = new RegExp(String.raw`^\s*(${WORD})(?:\s+(${WORD}))?\s*;?\s*$`);
+const SET_RE = new RegExp(String.raw`^\s*set\s+(${WORD})\s*(?:=|\s+to\s+)\s*(${WORD}|'(?:[^']|'')*')\s*;?\s*$`, 'i');
+
+function unquote(w: string): string {
+  if (w.startsWith('"')) return w.slice(1, -1).replace(/""/g, '"');
+  if (w.startsWith("'")) return w.slice(1, -1).replace(/''/g, "'");
+  return w;
+}
+
+export function parseCommand(text: string): Command | null {
+  const set = SET_RE.exec(text);
+  if (set) return { kind: 'set', key: unquote(set[1]!), value: unquote(set[2]!) };
+  const m = WORDS_RE.exec(text);
+  if (!m) return null;
+  const words = [unquote(m[1]!)];
+  if (m[2] !== undefined) words.push(unquote(m[2]));
+  return { kind: 'words', words };
+}
+
+export class AdminConsole {
+  /** Logged-in console clients (they belong to no pool and never touch a server). */
+  readonly clients = new StatList<ClientConn>('admin_clients');
+
+  constructor(private readonly pooler: Pooler) {}
+
+  /** Startup packet for db `pgbouncer`: check access before any password request, then authenticate. */
+  login(c: ClientConn, userName: string): void {
+    const st = this.pooler.settings;
+    let level: AdminLevel | null = null;
+    if (st.admin_users.includes(userName)) level = 'admin';
+    else if (st.stats_users.includes(userName)) level = 'stats';
+    else if (st.auth_type === 'any') level = 'stats'; // PgBouncer: any user gets in, admin rights only via admin_users
+    if (!level) throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'not allowed');
+    c.admin = level;
+    // the same authentication as any other login (auth_type=any/trust need no password; trust needs the user in auth_file)
+    c.beginAuth(null, this.pooler.users.get(userName) ?? new User(userName), ADMIN_DB);
+  }
+
+  /** The console client proved who it is: welcome it. */
+  authenticated(c: ClientConn): void {
+    this.pooler.loginClients.remove(c);
+    this.clients.push(c);
+    const app = c.vars.get('application_name') ?? '';
+    const params = Buffer.concat([
+      parameterStatus('server_version', `${VERSION}/bouncer`),
+      parameterStatus('client_encoding', 'UTF8'),
+      parameterStatus('server_encoding', 'UTF8'),
+      parameterStatus('DateStyle', 'ISO'),
+      parameterStatus('TimeZone', 'GMT'),
+      parameterStatus('standard_conforming_strings', 'on'),
+      parameterStatus('is_superuser', 'on'),
+      parameterStatus('integer_datetimes', 'on'),
+      parameterStatus('application_name', app),
+    ]);
+    c.finishAdminLogin(params);
+  }
+
+  /** A console client went away. */
+  gone(c: ClientConn): void {
+    this.clients.remove(c);
+  }
+
+  /** One whole message from a logged-in console client. */
+  onMessage(c: ClientConn, type: number, msg: Buffer): void {
+    switch (type) {
+      case FE.Query: {
+        c.adminSkipToSync = false;
+        const text = msg.toString('utf8', 5, msg.length - 1).replace(/\0+$/, '');
+        c.write(this.execute(c, text));
+        return;
+      }
+      case FE.Terminate:
+        c.close('client close request');
+        return;
+      case FE.Sync:
+        c.adminSkipToSync = false;
+        c.write(READY_IDLE);
+        return;
+      case FE.Parse:
+      case FE.Bind:
+      case FE.Describe:
+      case FE.Execute:
+      case FE.Close:
+      case FE.Flush:
+        // one error per extended-protocol batch; ReadyForQuery when its Sync arrives
+        if (!c.adminSkipToSync) {
+          c.adminSkipToSync = true;
+          c.write(
+            errorResponse({
+              severity: 'ERROR',
+              code: SqlState.FeatureNotSupported,
+              message: 'extended query protocol not supported by admin console',
+            }),
+          );
+        }
+        return;
+      default:
+        log.warning(`admin console: unsupported message type '${String.fromCharCode(type)}'`, c);
+        c.write(
+          consoleError(SqlState.ProtocolViolation, `unsupported message type '${String.fromCharCode(type)}' in admin console`),
+        );
+    }
+  }
+
+  /** Run one console command; the answer ends with ReadyForQuery. */
+  execute(c: ClientConn, text: string): Buffer {
+    log.debug(`admin console: ${text}`, c);
+    const cmd = parseCommand(text);
+    if (!cmd) return invalidCommand(text);
+    if (cmd.kind === 'set') {
+      if (FAKE_SETTINGS.has(cmd.key.toLowerCase()))
+        return Buffer.concat([
+          noticeResponse({ severity: 'NOTICE', code: '00000', message: 'SET ignored' }),
+          commandComplete('SET'),
+          READY_IDLE,
+        ]);
+      if (c.admin !== 'admin') return adminNeeded();
+      return invalidCommand(text); // SET of pooler settings comes with the admin commands
+    }
+    const [verb, arg] = cmd.words as [string, string | undefined];
+    const v = verb.toLowerCase();
+    if (v === 'show' || v === 'select') {
+      if (arg === undefined) return invalidCommand(text);
+      const what = arg.toLowerCase();
+      const fake = FAKE_SETTINGS.get(what);
+      if (fake !== undefined) return Buffer.concat([runShowFake(arg, fake), READY_IDLE]);
+      if (SHOW_ADMIN_ONLY.has(what) && c.admin !== 'admin') return adminNeeded();
+      const out = runShow(this.pooler, this, c, what);
+      if (!out) return invalidCommand(text);
+      return Buffer.concat([out, READY_IDLE]);
+    }
+    // the admin commands (PAUSE, RELOAD…) come later: a stats user is refused as PgBouncer refuses it
+    if (ADMIN_VERBS.has(v) && c.admin !== 'admin') return adminNeeded();
+    return invalidCommand(text);
+  }
+}
+
+/** PgBouncer's admin-only commands (a stats user gets `admin access needed`). */
+const ADMIN_VERBS = new Set([
+  'pause', 'resume', 'suspend', 'disable', 'enable', 'reconnect', 'kill', 'kill_client', 'wait_close', 'reload', 'shutdown',
+]);
+
+function adminNeeded(): Buffer {
+  return consoleError(SqlState.InsufficientPrivilege, 'admin access needed');
+}
+
+/** `SHOW client_encoding` etc.: one text column named as asked, one row. */
+function runShowFake(name: string, value: string): Buffer {
+  return new ResultWriter([[name.toLowerCase(), Oid.Text]]).row([value]).finish();
+}
