@@ -48,6 +48,7 @@ export class Janitor {
       }
     }
     for (const pool of [...this.pooler.pools()]) this.pool(pool, now);
+    this.pooler.checkWaiters();
     if (st.stats_period > 0 && now - this.statsAt >= st.stats_period * 1000) {
       const cur = sumStats([...this.pooler.pools()].map((p) => p.stats));
       const seconds = (now - this.statsAt) / 1000;
@@ -65,7 +66,7 @@ export class Janitor {
       if (db.clientCount > 0 || db.serverCount > 0) db.lastUsed = now;
       else if (now - db.lastUsed > st.autodb_idle_timeout * 1000) {
         this.pooler.databases.delete(name);
-        log.log(`auto-database "${name}" freed after autodb_idle_timeout`);
+        log.log(`dropping database '${name}' as it does not exist anymore or inactive auto-database`);
       }
     }
   }
@@ -149,6 +150,7 @@ export class Janitor {
       const next = s.next as typeof s | null;
       const idle = now - s.idleSince;
       if (s.closeNeeded) s.close('database configuration changed');
+      else if (this.pooler.isPaused(pool.db)) s.close('pause mode');
       else if (lifetime > 0 && now - s.connectTime > lifetime) s.close('server lifetime over'); // min_pool_size refills
       else if (idleLimit > 0 && idle > idleLimit && pool.serverCount() > min) s.close('server idle timeout');
       else if (checking && idle > checkDelay) pool.setServerState(s, ServerState.Used);
