@@ -43,6 +43,9 @@ function quoteLiteral(v: string): string {
 
 let nextServerId = 1;
 
+/** Size of each server connection's read buffer (PgBouncer's pkt_buf is 4 KB; Node reads 64 KB by default). */
+const READ_BUF_SIZE = 32 * 1024;
+
 export class ServerConn extends Framer implements ListNode {
   prev: ListNode | null = null;
   next: ListNode | null = null;
@@ -93,6 +96,8 @@ export class ServerConn extends Framer implements ListNode {
   private remoteDesc = '';
   private localDesc = '';
   private readonly reader = new Reader(Buffer.alloc(0));
+  /** Where replies are read to (see connect()). */
+  private readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
 
   constructor(
     readonly pooler: Pooler,
@@ -127,22 +132,33 @@ export class ServerConn extends Framer implements ListNode {
   connect(): void {
     const t = this.target();
     this.remoteDesc = t.path ? `unix:${t.path}` : `${t.host}:${t.port}`;
-    const sock = t.path ? net.connect({ path: t.path }) : net.connect({ host: t.host!, port: t.port });
+    // Replies are read into a buffer this connection reuses (no Readable stream machinery per chunk). The
+    // bytes are forwarded as subarrays of it; if the client could not take them at once (its socket queued the
+    // write), the queued write keeps that buffer and the next read gets a fresh one.
+    const onread = { buffer: () => this.readBuf, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf) };
+    const sock = t.path
+      ? net.connect({ path: t.path, onread })
+      : net.connect({ host: t.host!, port: t.port, onread });
     this.socket = sock;
     sock.setNoDelay(true);
     if (this.pooler.settings.tcp_keepalive && !t.path) sock.setKeepAlive(true);
     sock.on('connect', () => this.onConnect());
-    sock.on('data', (chunk: Buffer) => {
-      try {
-        this.feed(chunk);
-      } catch (err) {
-        log.error(`internal error on server connection: ${(err as Error).stack ?? err}`, this);
-        this.close('internal error');
-      }
-    });
     sock.on('drain', () => this.onDrain());
     sock.on('error', (err: Error) => this.onSocketError(err));
     sock.on('close', () => this.onSocketClose());
+  }
+
+  private onRead(n: number, buf: Uint8Array): boolean {
+    try {
+      this.feed((buf as Buffer).subarray(0, n));
+    } catch (err) {
+      log.error(`internal error on server connection: ${(err as Error).stack ?? err}`, this);
+      this.close('internal error');
+      return false;
+    }
+    const c = this.client;
+    if (this.pausedForClient || (c !== null && c.socket.writableLength > 0)) this.readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
+    return !this.pausedForClient && !this.closed;
   }
 
   private onConnect(): void {
