@@ -5,32 +5,17 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
-import { ConfigError, loadConfig, type Config } from './config/loader.js';
-import { issue } from './config/ini.js';
-import { Pooler } from './pooler.js';
+import { ConfigError, type Config } from './config/loader.js';
+import { loadPgtideConfig, Pooler, type ExitRequest } from './pooler.js';
 import { log } from './util/log.js';
 import { VERSION, VERSION_LINE } from './version.js';
-
-const UNSUPPORTED_AUTH = new Set(['hba', 'cert', 'pam', 'ldap']);
 
 function die(msg: string): never {
   log.fatal(msg);
   process.exit(1);
 }
 
-function load(path: string): Config {
-  const cfg = loadConfig(path);
-  if (UNSUPPORTED_AUTH.has(cfg.settings.auth_type)) {
-    throw new ConfigError([
-      issue(
-        path,
-        cfg.explicit.get('auth_type')?.line ?? 0,
-        `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
-      ),
-    ]);
-  }
-  return cfg;
-}
+const load = loadPgtideConfig;
 
 function configureLog(cfg: Config, args: CliArgs): void {
   log.configure({
@@ -135,19 +120,26 @@ async function main(): Promise<void> {
 
   const pooler = new Pooler(cfg);
   // signals first: one that arrives while the listeners open must not kill the process
+  // RELOAD from the console and SIGHUP take the same path (Pooler.reloadFromFile); the log follows the new settings
+  pooler.on('reload', () => {
+    configureLog(pooler.config, args);
+    log.reopen();
+  });
   process.on('SIGHUP', () => {
     log.log('got SIGHUP, re-reading config');
-    try {
-      const next = load(path);
-      for (const w of next.warnings) log.warning(w.message);
-      pooler.reload(next);
-      configureLog(pooler.config, args);
-      log.reopen();
-    } catch (err) {
-      if (err instanceof ConfigError) for (const e of err.errors) log.error(e.message);
-      else log.error(`reload failed: ${(err as Error).message}`);
-      log.error('RELOAD failed, keeping the old configuration');
+    pooler.reloadFromFile();
+  });
+  process.on('SIGUSR1', () => {
+    log.log('got SIGUSR1, pausing all activity');
+    if (!pooler.pausedAll) void pooler.pause(null);
+  });
+  process.on('SIGUSR2', () => {
+    if (pooler.shutdown !== 'none') {
+      log.log('got SIGUSR2 while shutting down, ignoring');
+      return;
     }
+    log.log('got SIGUSR2, continuing');
+    pooler.resume(null);
   });
 
   let stopping = false;
@@ -157,16 +149,30 @@ async function main(): Promise<void> {
     log.close();
     process.exit(0);
   };
+  const safeStop = () => {
+    stopping = true;
+    pooler.once('drained', () => void exitNow('all servers released, exiting'));
+    pooler.safeShutdown();
+  };
   process.on('SIGINT', () => {
     if (stopping) {
       void exitNow('got SIGINT again, exiting now');
       return;
     }
-    stopping = true;
-    pooler.once('drained', () => void exitNow('all servers released, exiting'));
-    pooler.safeShutdown();
+    safeStop();
   });
   process.on('SIGTERM', () => void exitNow('got SIGTERM, fast exit'));
+  // the console's SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]
+  pooler.on('exit-request', (how: ExitRequest) => {
+    if (how === 'immediate') void exitNow('SHUTDOWN command issued, exiting');
+    else if (stopping) return;
+    else if (how === 'wait-for-servers') safeStop();
+    else {
+      stopping = true;
+      pooler.once('drained', () => void exitNow('all clients disconnected, exiting'));
+      pooler.waitForClientsShutdown();
+    }
+  });
   try {
     await pooler.listen();
   } catch (err) {

@@ -4,7 +4,8 @@
 import net from 'node:net';
 import { existsSync, unlinkSync, chmodSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
-import type { Config } from './config/loader.js';
+import { ConfigError, loadConfig, type Config } from './config/loader.js';
+import { issue } from './config/ini.js';
 import type { Settings } from './config/params.js';
 import { findParam } from './config/params.js';
 import type { DatabaseEntry } from './config/types.js';
@@ -19,10 +20,38 @@ import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 
+/** auth_type values pgtide refuses (at startup, RELOAD and SET). */
+export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['hba', 'cert', 'pam', 'ldap']);
+
+/** Load a config file the way pgtide runs it (startup, SIGHUP and RELOAD): the loader plus pgtide's own refusals. */
+export function loadPgtideConfig(path: string): Config {
+  const cfg = loadConfig(path);
+  if (UNSUPPORTED_AUTH.has(cfg.settings.auth_type)) {
+    throw new ConfigError([
+      issue(
+        path,
+        cfg.explicit.get('auth_type')?.line ?? 0,
+        `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
+      ),
+    ]);
+  }
+  return cfg;
+}
+
+/** A console command waiting for a condition (PAUSE, WAIT_CLOSE); `done` gets null or an error text. */
+interface Waiter {
+  dbs: Database[] | null;
+  kind: 'pause' | 'close';
+  done: (err: string | null) => void;
+}
+
 /** Connection-relevant connstring keys: a change closes the database's servers when released. */
 const CONN_KEYS = ['host', 'port', 'dbname', 'user', 'password'] as const;
 
-export type ShutdownMode = 'none' | 'wait-for-servers' | 'immediate';
+/** What the console's SHUTDOWN asks of the process (emitted as 'exit-request'; the CLI does the exiting). */
+export type ExitRequest = 'immediate' | 'wait-for-servers' | 'wait-for-clients';
+
+export type ShutdownMode = 'none' | 'wait-for-servers' | 'wait-for-clients' | 'immediate';
 
 export class Pooler extends EventEmitter {
   config: Config;
@@ -38,6 +67,9 @@ export class Pooler extends EventEmitter {
   readonly janitor: Janitor;
   readonly console: AdminConsole;
   shutdown: ShutdownMode = 'none';
+  /** PAUSE without a database (or SIGUSR1): every database is paused. */
+  pausedAll = false;
+  private waiters: Waiter[] = [];
 
   constructor(config: Config) {
     super();
@@ -173,6 +205,7 @@ export class Pooler extends EventEmitter {
     }
     const db = c.db;
     if (!db) throw new PoolerError(SqlState.InvalidCatalogName, `no such database: ${dbName}`);
+    if (db.disabled) throw new PoolerError(SqlState.CannotConnectNow, `database "${db.name}" is disabled`);
     let user = c.user!;
     if (!this.users.has(user.name)) this.users.set(user.name, user);
     user = this.users.get(user.name)!;
@@ -206,6 +239,14 @@ export class Pooler extends EventEmitter {
     if (c.pool) c.pool.setClientState(c, ClientState.Closed);
     else c.state = ClientState.Closed;
     if (this.shutdown !== 'none') this.checkShutdown();
+  }
+
+  /** A client by its `id` (SHOW CLIENTS), logged in or not, console clients included. */
+  findClient(id: number): ClientConn | undefined {
+    const lists = [this.loginClients, this.console.clients];
+    for (const p of this.pools()) lists.push(p.activeClients, p.waitingClients, p.loginWaitClients);
+    for (const list of lists) for (const c of list.toArray()) if (c.id === id) return c;
+    return undefined;
   }
 
   registerCancelKey(c: ClientConn): void {
@@ -341,9 +382,29 @@ export class Pooler extends EventEmitter {
       for (const list of [p.idleServers, p.usedServers])
         for (const s of list.toArray()) s.close('database configuration changed');
     }
+    this.checkWaiters();
   }
 
   // ---- reload and shutdown ----
+
+  /**
+   * Re-read the config file (config.file) and apply it: SIGHUP and the console's RELOAD both come here.
+   * On any error the old configuration stays and the errors are logged; returns whether it worked.
+   */
+  reloadFromFile(): boolean {
+    const path = this.config.file;
+    try {
+      const next = loadPgtideConfig(path);
+      for (const w of next.warnings) log.warning(w.message);
+      this.reload(next);
+      return true;
+    } catch (err) {
+      if (err instanceof ConfigError) for (const e of err.errors) log.error(e.message);
+      else log.error(`reload failed: ${(err as Error).message}`);
+      log.error('RELOAD failed, keeping the old configuration');
+      return false;
+    }
+  }
 
   /** Apply a freshly loaded configuration (RELOAD / SIGHUP). Settings that need a restart keep their value. */
   reload(next: Config): void {
@@ -360,7 +421,102 @@ export class Pooler extends EventEmitter {
     this.settings = this.config.settings;
     this.applyUsers();
     this.applyDatabases();
+    this.settingsChanged();
     this.emit('reload');
+  }
+
+  /** Settings changed (RELOAD, SET): a bigger pool may serve its waiting clients now. */
+  settingsChanged(): void {
+    for (const p of this.pools()) if (p.waitingClients.count > 0) p.launchIfNeeded();
+  }
+
+  // ---- PAUSE / RESUME / KILL / RECONNECT / WAIT_CLOSE ----
+
+  isPaused(db: Database): boolean {
+    return this.pausedAll || db.paused;
+  }
+
+  /**
+   * PAUSE: no new server connections for the databases (null: all); idle servers close now, the others when
+   * released. Resolves (null) once none of their servers is left, or with an error text if RESUME came first.
+   */
+  pause(dbs: Database[] | null): Promise<string | null> {
+    if (dbs === null) this.pausedAll = true;
+    else for (const db of dbs) db.paused = true;
+    for (const db of dbs ?? [...this.databases.values()]) {
+      for (const p of db.pools.values()) {
+        for (const list of [p.idleServers, p.usedServers]) for (const s of list.toArray()) s.close('pause mode');
+      }
+    }
+    return new Promise((resolve) => {
+      this.waiters.push({ dbs, kind: 'pause', done: resolve });
+      this.checkWaiters();
+    });
+  }
+
+  /** RESUME: waiting clients get servers again. */
+  resume(dbs: Database[] | null): void {
+    if (dbs === null) {
+      this.pausedAll = false;
+      for (const db of this.databases.values()) db.paused = false;
+    } else for (const db of dbs) db.paused = false;
+    for (const w of this.waiters.splice(0)) {
+      if (w.kind === 'pause' && !this.waiterPaused(w)) w.done('PAUSE canceled by RESUME');
+      else this.waiters.push(w);
+    }
+    for (const db of dbs ?? [...this.databases.values()]) {
+      if (this.isPaused(db)) continue;
+      for (const p of db.pools.values()) {
+        p.launchIfNeeded();
+        p.fillMinPool();
+      }
+    }
+  }
+
+  private waiterPaused(w: Waiter): boolean {
+    return w.dbs === null ? this.pausedAll : w.dbs.every((db) => this.isPaused(db));
+  }
+
+  /** WAIT_CLOSE: resolves once no server of the databases (null: all) is marked close_needed. */
+  waitClose(dbs: Database[] | null): Promise<string | null> {
+    return new Promise((resolve) => {
+      this.waiters.push({ dbs, kind: 'close', done: resolve });
+      this.checkWaiters();
+    });
+  }
+
+  /** KILL: drop every client and server of the database now; it stays paused until RESUME. */
+  kill(db: Database): void {
+    db.paused = true;
+    const err = new PoolerError(SqlState.AdminShutdown, 'database removed');
+    for (const p of db.pools.values()) {
+      for (const list of [p.activeServers, p.idleServers, p.usedServers, p.testedServers, p.loginServers])
+        for (const s of list.toArray()) s.close('database removed', false, SqlState.AdminShutdown);
+      for (const list of [p.activeClients, p.waitingClients, p.loginWaitClients])
+        for (const c of list.toArray()) c.fail(err);
+    }
+    this.checkWaiters();
+  }
+
+  /** Resolve the console commands whose condition now holds (called whenever a server goes away). */
+  checkWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const pending: Waiter[] = [];
+    const done: Waiter[] = [];
+    for (const w of this.waiters) {
+      const dbs = w.dbs ?? [...this.databases.values()];
+      let left = 0;
+      for (const db of dbs) {
+        if (w.kind === 'pause') left += db.serverCount;
+        else
+          for (const p of db.pools.values())
+            for (const list of [p.activeServers, p.idleServers, p.usedServers, p.testedServers, p.loginServers])
+              for (const s of list.toArray()) if (s.closeNeeded) left++;
+      }
+      (left === 0 ? done : pending).push(w);
+    }
+    this.waiters = pending;
+    for (const w of done) w.done(null);
   }
 
   /** SIGINT: stop accepting, let clients finish their transactions, exit when no server is in use. */
@@ -379,8 +535,25 @@ export class Pooler extends EventEmitter {
     this.checkShutdown();
   }
 
+  /**
+   * SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, let every client finish and leave, then 'drained'.
+   * Console clients do not count (the one that asked is still connected).
+   */
+  waitForClientsShutdown(): void {
+    if (this.shutdown !== 'none') return;
+    this.shutdown = 'wait-for-clients';
+    log.log('SHUTDOWN WAIT_FOR_CLIENTS: not accepting new connections, exiting once every client has disconnected');
+    void this.closeListeners();
+    for (const c of this.loginClients.toArray()) c.close('pooler is shutting down');
+    this.checkShutdown();
+  }
+
   /** During a safe shutdown: idle clients go now; the rest when their server is released. */
   checkShutdown(): void {
+    if (this.shutdown === 'wait-for-clients') {
+      if (this.clientCount - this.console.clients.count <= 0) this.emit('drained');
+      return;
+    }
     if (this.shutdown !== 'wait-for-servers') return;
     let busy = 0;
     for (const p of this.pools()) {

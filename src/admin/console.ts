@@ -13,6 +13,7 @@ import type { Pooler } from '../pooler.js';
 import { VERSION } from '../version.js';
 import { commandComplete, Oid, ResultWriter } from './rows.js';
 import { runShow, SHOW_ADMIN_ONLY } from './show.js';
+import { COMMAND_VERBS, runCommand, runSet, type Answer } from './commands.js';
 
 export const ADMIN_DB = 'pgbouncer';
 
@@ -101,15 +102,43 @@ export class AdminConsole {
   /** A console client went away. */
   gone(c: ClientConn): void {
     this.clients.remove(c);
+    this.queued.delete(c);
   }
+
+  /** Messages that arrived while a command of the same client was still running (PAUSE, WAIT_CLOSE). */
+  private readonly queued = new Map<ClientConn, [number, Buffer][]>();
 
   /** One whole message from a logged-in console client. */
   onMessage(c: ClientConn, type: number, msg: Buffer): void {
+    const q = this.queued.get(c);
+    if (q) {
+      q.push([type, Buffer.from(msg)]);
+      return;
+    }
     switch (type) {
       case FE.Query: {
         c.adminSkipToSync = false;
         const text = msg.toString('utf8', 5, msg.length - 1).replace(/\0+$/, '');
-        c.write(this.execute(c, text));
+        const answer = this.execute(c, text);
+        if (Buffer.isBuffer(answer)) {
+          if (answer.length > 0) c.write(answer);
+          return;
+        }
+        // the answer comes later: hold this client's next messages until then, in order
+        this.queued.set(c, []);
+        void answer.then((buf) => {
+          const held = this.queued.get(c) ?? [];
+          this.queued.delete(c);
+          if (c.socket.destroyed) return;
+          c.write(buf);
+          for (let i = 0; i < held.length; i++) {
+            if (this.queued.has(c)) {
+              this.queued.get(c)!.push(...held.slice(i));
+              return;
+            }
+            this.onMessage(c, held[i]![0], held[i]![1]);
+          }
+        });
         return;
       }
       case FE.Terminate:
@@ -146,7 +175,7 @@ export class AdminConsole {
   }
 
   /** Run one console command; the answer ends with ReadyForQuery. */
-  execute(c: ClientConn, text: string): Buffer {
+  execute(c: ClientConn, text: string): Answer {
     log.debug(`admin console: ${text}`, c);
     const cmd = parseCommand(text);
     if (!cmd) return invalidCommand(text);
@@ -158,7 +187,7 @@ export class AdminConsole {
           READY_IDLE,
         ]);
       if (c.admin !== 'admin') return adminNeeded();
-      return invalidCommand(text); // SET of pooler settings comes with the admin commands
+      return runSet(this.pooler, cmd.key, cmd.value);
     }
     const [verb, arg] = cmd.words as [string, string | undefined];
     const v = verb.toLowerCase();
@@ -172,16 +201,11 @@ export class AdminConsole {
       if (!out) return invalidCommand(text);
       return Buffer.concat([out, READY_IDLE]);
     }
-    // the admin commands (PAUSE, RELOAD…) come later: a stats user is refused as PgBouncer refuses it
-    if (ADMIN_VERBS.has(v) && c.admin !== 'admin') return adminNeeded();
-    return invalidCommand(text);
+    // PAUSE, RELOAD…: admin users only (a stats user gets PgBouncer's `admin access needed`)
+    if (COMMAND_VERBS.has(v) && c.admin !== 'admin') return adminNeeded();
+    return runCommand(this.pooler, c, v, arg, text) ?? invalidCommand(text);
   }
 }
-
-/** PgBouncer's admin-only commands (a stats user gets `admin access needed`). */
-const ADMIN_VERBS = new Set([
-  'pause', 'resume', 'suspend', 'disable', 'enable', 'reconnect', 'kill', 'kill_client', 'wait_close', 'reload', 'shutdown',
-]);
 
 function adminNeeded(): Buffer {
   return consoleError(SqlState.InsufficientPrivilege, 'admin access needed');

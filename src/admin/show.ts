@@ -104,6 +104,18 @@ const HELP = [
   'SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE',
   'SHOW DNS_HOSTS|DNS_ZONES',
   'SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS',
+  'SET key = arg',
+  'RELOAD',
+  'PAUSE [<db>]',
+  'RESUME [<db>]',
+  'DISABLE <db>',
+  'ENABLE <db>',
+  'RECONNECT [<db>]',
+  'KILL <db>',
+  'KILL_CLIENT <client_id>',
+  'SHUTDOWN',
+  'SHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS',
+  'WAIT_CLOSE [<db>]',
 ];
 
 // ---- helpers ----
@@ -323,7 +335,8 @@ function showDatabases(p: Pooler): ResultWriter {
         e.min_pool_size ?? st.min_pool_size, e.reserve_pool_size ?? st.reserve_pool_size,
         e.server_lifetime ?? st.server_lifetime, e.pool_mode ?? null, e.load_balance_hosts ?? null,
         e.max_db_connections ?? st.max_db_connections, db.serverCount,
-        e.max_db_client_connections ?? st.max_db_client_connections, db.clientCount, 0, 0,
+        e.max_db_client_connections ?? st.max_db_client_connections, db.clientCount, p.isPaused(db) ? 1 : 0,
+        db.disabled ? 1 : 0,
       ],
     ]);
   }
@@ -417,10 +430,11 @@ function showMem(p: Pooler): ResultWriter {
   return w;
 }
 
-function showState(): ResultWriter {
+function showState(p: Pooler): ResultWriter {
   const w = new ResultWriter(SIMPLE_COLUMNS.state);
-  w.row(['active', 'yes']);
-  w.row(['paused', 'no']);
+  // as PgBouncer: the pooler-wide pause mode (PAUSE without a database, SIGUSR1); a paused database shows in DATABASES
+  w.row(['active', p.pausedAll ? 'no' : 'yes']);
+  w.row(['paused', p.pausedAll ? 'yes' : 'no']);
   w.row(['suspended', 'no']);
   return w;
 }
@@ -467,7 +481,7 @@ export function runShow(p: Pooler, con: AdminConsole, _c: ClientConn, what: stri
     case 'mem':
       return showMem(p).finish();
     case 'state':
-      return showState().finish();
+      return showState(p).finish();
     case 'fds':
       return new ResultWriter(SIMPLE_COLUMNS.fds).finish();
     case 'dns_hosts':

@@ -40,6 +40,10 @@ export class Database {
   lastUsed = clock.now;
   /** Removed from the config by a reload: no new logins. */
   dead = false;
+  /** PAUSE db / KILL db: no server connections until RESUME. */
+  paused = false;
+  /** DISABLE db: new logins are refused. */
+  disabled = false;
   forcedUser: User | null = null;
 
   constructor(
@@ -194,6 +198,11 @@ export class Pool {
       c.fail(new PoolerError(SqlState.InvalidCatalogName, 'database removed'));
       return;
     }
+    if (this.pooler.isPaused(this.db)) {
+      // PAUSE: the client waits, queued, until RESUME
+      if (c.state !== ClientState.Waiting) this.setClientState(c, ClientState.Waiting);
+      return;
+    }
     const s = this.takeIdle();
     if (s) {
       this.link(c, s);
@@ -235,6 +244,10 @@ export class Pool {
     }
     if (this.loginWaitClients.count > 0 && this.welcome) {
       for (const c of this.loginWaitClients.toArray()) c.finishLogin();
+    }
+    if (this.pooler.isPaused(this.db)) {
+      s.close('pause mode');
+      return;
     }
     const c = this.waitingClients.shift();
     if (c) {
@@ -301,6 +314,7 @@ export class Pool {
   canLaunch(evict = true): boolean {
     const st = this.pooler.settings;
     if (this.db.dead) return false; // each new server would be closed at once: a reconnect storm
+    if (this.pooler.isPaused(this.db)) return false;
     if (this.serverCount() >= this.maxServers()) return false;
     if (this.lastConnectFailed && clock.now - this.lastConnectFailed < st.server_login_retry * 1000) return false;
     const dbMax = this.db.entry.max_db_connections ?? st.max_db_connections;
@@ -314,6 +328,7 @@ export class Pool {
 
   /** Open server connections for clients that wait, one login per waiting client at most. */
   launchIfNeeded(): void {
+    if (this.pooler.isPaused(this.db)) return;
     const want = this.waitingClients.count + (this.welcome ? 0 : Math.min(1, this.loginWaitClients.count));
     while (this.loginServers.count + this.usedServers.count + this.testedServers.count < want) {
       if (!this.canLaunch()) break;
@@ -326,7 +341,7 @@ export class Pool {
   /** Keep min_pool_size connections open (for pools that have clients, or a forced user). */
   fillMinPool(): void {
     const min = this.minPoolSize();
-    if (min <= 0) return;
+    if (min <= 0 || this.pooler.isPaused(this.db)) return;
     if (this.clientCount() === 0 && !this.db.forcedUser) return;
     // never evict for a top-up (as PgBouncer): two pools would take servers from each other forever
     while (this.serverCount() < min && this.canLaunch(false)) this.launch();
@@ -369,6 +384,7 @@ export class Pool {
     s.list?.remove(s as never);
     this.db.serverCount--;
     this.user.serverCount--;
+    this.pooler.checkWaiters();
     if (this.pooler.shutdown !== 'none') {
       this.pooler.checkShutdown();
       return;

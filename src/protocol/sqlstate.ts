@@ -21,4 +21,6 @@ export const enum SqlState {
   InvalidParameterValue = '22023',
   SyntaxError = '42601',
   InsufficientPrivilege = '42501',
+  CantChangeRuntimeParam = '55P02',
+  ConfigFileError = 'F0000',
 }
