@@ -6,22 +6,9 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, DEFAULT_USERLIST, type Pgtide } from '../harness/pgtide.js';
+import { sleep, waitFor, type PgError } from '../harness/util.js';
 
-type PgError = Error & { code?: string; severity?: string };
 type Row = Record<string, unknown>;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 5000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value: ${JSON.stringify(last)})`);
-}
 
 // ---- PgBouncer master's columns, in order (docs/admin.md) ----
 
