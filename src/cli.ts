@@ -8,6 +8,7 @@ import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
 import { ConfigError, type Config } from './config/loader.js';
 import { loadPgtideConfig, Pooler, type ExitRequest } from './pooler.js';
 import { log } from './util/log.js';
+import { buildClientTls } from './net/tls.js';
 import { VERSION, VERSION_LINE } from './version.js';
 
 function die(msg: string): never {
@@ -115,10 +116,21 @@ async function main(): Promise<void> {
   configureLog(cfg, args);
   for (const w of cfg.warnings) log.warning(w.message);
 
+  // a TLS key or certificate that cannot be used stops pgtide here, before it daemonizes or writes its pidfile
+  try {
+    buildClientTls(cfg.settings);
+  } catch (err) {
+    die(`cannot start: ${(err as Error).message}`);
+  }
   if (args.daemon && !process.env.PGTIDE_DAEMON_CHILD) await daemonize(cfg, argv);
   if (cfg.settings.pidfile) writePidfile(cfg.settings.pidfile);
 
-  const pooler = new Pooler(cfg);
+  let pooler: Pooler;
+  try {
+    pooler = new Pooler(cfg);
+  } catch (err) {
+    die(`cannot start: ${(err as Error).message}`);
+  }
   // signals first: one that arrives while the listeners open must not kill the process
   // RELOAD from the console and SIGHUP take the same path (Pooler.reloadFromFile); the log follows the new settings
   pooler.on('reload', () => {

@@ -19,6 +19,7 @@ import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
+import { buildClientTls, type ClientTls } from './net/tls.js';
 
 /** auth_type values pgtide refuses (at startup, RELOAD and SET). */
 export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['hba', 'cert', 'pam', 'ldap']);
@@ -70,11 +71,15 @@ export class Pooler extends EventEmitter {
   /** PAUSE without a database (or SIGUSR1): every database is paused. */
   pausedAll = false;
   private waiters: Waiter[] = [];
+  /** Client-side TLS (client_tls_*): null when client_tls_sslmode is disable. Rebuilt on RELOAD. */
+  clientTls: ClientTls | null = null;
 
+  /** Throws an Error with a readable message when the client TLS files or settings are unusable. */
   constructor(config: Config) {
     super();
     this.config = config;
     this.settings = config.settings;
+    this.clientTls = buildClientTls(config.settings);
     this.applyUsers();
     this.applyDatabases();
     this.janitor = new Janitor(this);
@@ -415,6 +420,15 @@ export class Pooler extends EventEmitter {
       if (p && !p.reloadable && JSON.stringify(merged[key]) !== JSON.stringify((old as Record<string, unknown>)[key])) {
         log.warning(`${key} cannot be changed by a reload; restart pgtide to apply it`);
         merged[key] = (old as Record<string, unknown>)[key];
+      }
+    }
+    try {
+      this.clientTls = buildClientTls(merged as unknown as Settings);
+    } catch (err) {
+      // a broken certificate must not take TLS away from new clients: keep the old context and its settings
+      log.error(`${(err as Error).message}; keeping the old client TLS configuration`);
+      for (const key of Object.keys(merged)) {
+        if (key.startsWith('client_tls')) merged[key] = (old as Record<string, unknown>)[key];
       }
     }
     this.config = { ...next, settings: merged as unknown as Settings };

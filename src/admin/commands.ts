@@ -5,7 +5,8 @@ import { errorResponse, READY_IDLE } from '../protocol/messages.js';
 import { SqlState } from '../protocol/sqlstate.js';
 import { PoolerError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { findParam, formatSettingValue, parseSettingValue, type SettingName } from '../config/params.js';
+import { findParam, formatSettingValue, parseSettingValue, type SettingName, type Settings } from '../config/params.js';
+import { buildClientTls } from '../net/tls.js';
 import type { ClientConn } from '../pool/client.js';
 import type { Database } from '../pool/pool.js';
 import { UNSUPPORTED_AUTH, type Pooler } from '../pooler.js';
@@ -183,6 +184,14 @@ export function runSet(p: Pooler, key: string, value: string): Buffer {
   }
   if (param.name === 'auth_type' && UNSUPPORTED_AUTH.has(String(parsed)))
     return consoleError(SqlState.FeatureNotSupported, 'SET failed', `auth_type ${String(parsed)} is not supported by pgtide yet`);
+  if (param.name.startsWith('client_tls')) {
+    // the client TLS context follows the settings: a value it cannot use is refused and changes nothing
+    try {
+      p.clientTls = buildClientTls({ ...p.settings, [param.name]: parsed } as Settings);
+    } catch (err) {
+      return consoleError(SqlState.InvalidParameterValue, 'SET failed', (err as Error).message);
+    }
+  }
   (p.settings as unknown as Record<string, unknown>)[param.name] = parsed;
   log.log(`SET ${param.name} = ${formatSettingValue(param.name as SettingName, parsed)}`);
   p.settingsChanged();

@@ -181,7 +181,7 @@ function clientRow(c: ClientConn, now: number): Cell[] {
     clientPtr(c),
     c.server ? serverPtr(c.server) : '',
     0,
-    '',
+    c.tls === 'no' ? '' : c.tls,
     c.vars.get('application_name') ?? '',
     0,
     c.id,

@@ -2,6 +2,7 @@
  * that decides when a server may go back to the pool. */
 
 import type net from 'node:net';
+import tls from 'node:tls';
 import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
 import {
   AUTH_OK,
@@ -12,6 +13,7 @@ import {
   READY_IDLE,
   SSL_NO,
 } from '../protocol/messages.js';
+import { tlsDescription } from '../net/tls.js';
 import { ProtocolError } from '../protocol/reader.js';
 import { SqlState } from '../protocol/sqlstate.js';
 import { Framer, Verdict } from '../net/framer.js';
@@ -43,6 +45,9 @@ for (const c of 'BCDEFHPQSXcdf') FRONTEND_TYPES[c.charCodeAt(0)] = 1;
 const MAX_LOGIN_MESSAGE = 70000;
 
 let nextClientId = 1;
+
+/** The answer to an SSLRequest that pgtide accepts. */
+const SSL_YES = Buffer.from('S');
 
 /** A fresh, unpredictable cancel key (the client never sees the server's). */
 function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
@@ -77,6 +82,12 @@ export class ClientConn extends Framer implements ListNode {
   adminSkipToSync = false;
   readonly addr: string;
   readonly port: number;
+  /** The client's socket: the accepted one, or the TLS socket wrapped around it after an SSLRequest. */
+  socket: net.Socket;
+  /** `TLSv1.3/<cipher>` once the TLS handshake is done; 'no' for a plain connection (log line, SHOW CLIENTS). */
+  tls = 'no';
+  /** An SSLRequest was answered 'S': the socket is (being) upgraded. */
+  private tlsStarted = false;
 
   /** Requests received while no server was ready; the socket is paused meanwhile. */
   private stash: Buffer[] | null = null;
@@ -94,25 +105,73 @@ export class ClientConn extends Framer implements ListNode {
 
   constructor(
     readonly pooler: Pooler,
-    readonly socket: net.Socket,
+    socket: net.Socket,
     readonly unix: boolean,
   ) {
     super();
+    this.socket = socket;
     this.addr = unix ? 'unix' : (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     this.port = unix ? 0 : (socket.remotePort ?? 0);
     socket.setNoDelay(true);
     if (!unix && pooler.settings.tcp_keepalive) socket.setKeepAlive(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.onData(chunk);
-      } catch (err) {
-        log.error(`internal error on client connection: ${(err as Error).stack ?? err}`, this);
-        this.fail(new PoolerError(SqlState.InternalError, 'internal error in pgtide'));
-      }
+    this.attach(socket);
+  }
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    try {
+      this.onData(chunk);
+    } catch (err) {
+      log.error(`internal error on client connection: ${(err as Error).stack ?? err}`, this);
+      this.fail(new PoolerError(SqlState.InternalError, 'internal error in pgtide'));
+    }
+  };
+  private readonly onSocketDrain = (): void => this.server?.unpause();
+  private readonly onSocketError = (): void => this.close('client unexpected eof', true);
+  private readonly onSocketClose = (): void => this.close('client unexpected eof');
+
+  private attach(sock: net.Socket): void {
+    sock.on('data', this.onSocketData);
+    sock.on('drain', this.onSocketDrain);
+    sock.on('error', this.onSocketError);
+    sock.on('close', this.onSocketClose);
+  }
+
+  private detach(sock: net.Socket): void {
+    sock.off('data', this.onSocketData);
+    sock.off('drain', this.onSocketDrain);
+    sock.off('error', this.onSocketError);
+    sock.off('close', this.onSocketClose);
+  }
+
+  /** SSLRequest accepted: answer 'S' on the plain socket and continue the conversation inside TLS on the same socket. */
+  private startTls(): void {
+    const ctl = this.pooler.clientTls!;
+    const raw = this.socket;
+    this.tlsStarted = true;
+    raw.write(SSL_YES);
+    this.detach(raw);
+    raw.on('error', () => {}); // errors surface on the TLS socket
+    const ts = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: ctl.context,
+      requestCert: ctl.requestCert,
+      rejectUnauthorized: ctl.requestCert,
     });
-    socket.on('drain', () => this.server?.unpause());
-    socket.on('error', () => this.close('client unexpected eof', true));
-    socket.on('close', () => this.close('client unexpected eof'));
+    this.socket = ts;
+    this.attach(ts);
+    ts.once('secure', () => {
+      // a bare TLSSocket does not set `authorized` (only tls.Server does): ask OpenSSL for the verify result
+      const handle = (ts as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+      const verifyErr = handle?.verifyError?.() ?? null;
+      const hasCert = Object.keys(ts.getPeerCertificate() ?? {}).length > 0;
+      if (ctl.requestCert && (verifyErr || !hasCert)) {
+        const why = verifyErr ? verifyErr.message : 'no certificate';
+        log.log(`TLS handshake failed: client certificate not accepted: ${why}`, this);
+        this.close('TLS handshake failed', true);
+        return;
+      }
+      this.tls = tlsDescription(ts);
+    });
   }
 
   /** Local end of the connection (looked up when asked: it costs a system call). */
@@ -366,7 +425,8 @@ export class ClientConn extends Framer implements ListNode {
       if (buf.length < len) break;
       const packet = buf.subarray(0, len);
       buf = buf.subarray(len);
-      this.onStartupPacket(packet);
+      this.onStartupPacket(packet, buf.length > 0);
+      if (this.tlsStarted) return;
     }
     if (this.closed) return;
     if (!this.startupDone) {
@@ -376,7 +436,7 @@ export class ClientConn extends Framer implements ListNode {
     if (buf.length > 0) this.onData(Buffer.from(buf));
   }
 
-  private onStartupPacket(packet: Buffer): void {
+  private onStartupPacket(packet: Buffer, more: boolean): void {
     let p;
     try {
       p = parseStartupPacket(packet, 0, packet.length);
@@ -389,6 +449,18 @@ export class ClientConn extends Framer implements ListNode {
     }
     switch (p.code) {
       case StartupCode.SSLRequest:
+        // PgBouncer answers 'N' on unix sockets, and to a second SSLRequest inside TLS it closes the connection
+        if (this.tlsStarted) {
+          this.fail(protocolViolation('SSLRequest inside TLS'));
+          return;
+        }
+        if (!this.unix && this.pooler.clientTls) {
+          // anything after the SSLRequest must come inside TLS (CVE-2021-23214): refused in plain text, no 'S'
+          if (more) this.fail(protocolViolation('received unencrypted data after SSL request'));
+          else this.startTls();
+        }
+        else this.write(SSL_NO);
+        return;
       case StartupCode.GSSENCRequest:
         this.write(SSL_NO);
         return;
@@ -409,6 +481,11 @@ export class ClientConn extends Framer implements ListNode {
     }
     this.startupDone = true;
     for (const [k, v] of p.params) this.startupParams.set(k, v);
+    const mode = this.pooler.settings.client_tls_sslmode;
+    if (!this.tlsStarted && !this.unix && (mode === 'require' || mode === 'verify-ca' || mode === 'verify-full')) {
+      this.fail(new PoolerError(SqlState.InvalidAuthorizationSpecification, 'SSL required'));
+      return;
+    }
     const minor = p.code & 0xffff;
     try {
       this.startup(minor);
@@ -480,7 +557,7 @@ export class ClientConn extends Framer implements ListNode {
     this.user = user;
     this.dbName = dbName;
     const st = this.pooler.settings;
-    if (st.log_connections) log.log(`login attempt: db=${dbName} user=${user.name} tls=no`, this);
+    if (st.log_connections) log.log(`login attempt: db=${dbName} user=${user.name} tls=${this.tls}`, this);
     if (st.auth_type === 'any' && db && !db.entry.user) {
       log.error('auth_type=any requires forced user', this);
       throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'bouncer config error');

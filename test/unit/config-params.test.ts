@@ -66,6 +66,8 @@ const SUPPORTED = [
   'server_login_retry', 'server_idle_timeout', 'server_lifetime', 'query_wait_timeout', 'client_login_timeout',
   'client_idle_timeout', 'idle_transaction_timeout', 'query_timeout', 'max_packet_size', 'pkt_buf', 'tcp_keepalive',
   'track_extra_parameters', 'conffile', 'cancel_wait_timeout', 'autodb_idle_timeout', 'listen_backlog',
+  'client_tls_sslmode', 'client_tls_key_file', 'client_tls_cert_file', 'client_tls_ca_file', 'client_tls_protocols',
+  'client_tls_ciphers',
 ];
 
 describe('settings table', () => {
