@@ -171,8 +171,7 @@ export class Pool {
         break;
       case ServerState.Idle:
         s.idleSince = clock.now;
-        if (this.pooler.settings.server_round_robin) this.idleServers.push(s);
-        else this.idleServers.push(s); // LIFO: takeIdle pops from the tail
+        this.idleServers.push(s); // takeIdle pops the tail (LIFO) or, with server_round_robin, shifts the head
         break;
       case ServerState.Active:
         this.activeServers.push(s);
