@@ -109,3 +109,15 @@ export function newClient(t: Ctx, url: string): TestClient {
   track(t, { end: () => Promise.race([c.end().catch(() => {}), sleep(1000)]) });
   return c;
 }
+
+/**
+ * (Re)create database `name`, owned by app, with table t(id int primary key, v int not null) holding rows 1..10
+ * with v = 0: what the lifecycle tests lock, update and check.
+ */
+export async function createRowsDatabase(server: PgServer, name: string): Promise<void> {
+  await server.psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE);\nCREATE DATABASE ${name} OWNER app;`);
+  await server.psql(
+    `CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);\nINSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g;\nALTER TABLE t OWNER TO app;`,
+    name,
+  );
+}

@@ -8,7 +8,7 @@ import net from 'node:net';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, freePort } from '../harness/pgtide.js';
-import { monitorClient, newClient, sleep, stillServes, waitFor, type PgError } from '../harness/util.js';
+import { createRowsDatabase, monitorClient, newClient, sleep, stillServes, waitFor, type PgError } from '../harness/util.js';
 
 const DB = 'lcf_fail';
 
@@ -42,11 +42,7 @@ const dbLine = () => `${DB} = host=127.0.0.1 port=${server.port} dbname=${DB}`;
 
 before(async () => {
   server = await sharedPostgres();
-  await server.psql(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE);\nCREATE DATABASE ${DB} OWNER app;`);
-  await server.psql(
-    `CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);\nINSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g;\nALTER TABLE t OWNER TO app;`,
-    DB,
-  );
+  await createRowsDatabase(server, DB);
   monitor = await monitorClient(server);
 });
 

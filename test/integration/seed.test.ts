@@ -12,26 +12,7 @@ import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { startPgtide, track } from '../harness/pgtide.js';
 import { monitorClient, waitFor } from '../harness/util.js';
-
-/** Verbatim from the seed (the ```ini block of its "Step 2: Configure PgBouncer"). */
-const SEED_INI = `[databases]
-tracking = host=postgres port=5432 dbname=tracking user=postgres password=your_password
-
-[pgbouncer]
-pool_mode = transaction
-default_pool_size = 25
-min_pool_size = 5
-reserve_pool_size = 5
-reserve_pool_timeout = 3
-timeout = 600
-idle_in_transaction_session_timeout = 60000
-
-listen_port = 6432
-listen_addr = 0.0.0.0
-
-logfile = /var/log/pgbouncer/pgbouncer.log
-pidfile = /var/run/pgbouncer/pgbouncer.pid
-`;
+import { SEED_INI } from '../harness/seed.js';
 
 const DB = 'tracking';
 

@@ -6,25 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfig, parseConfigText } from '../../src/config/loader.js';
+import { SEED_INI } from '../harness/seed.js';
 
-const SEED_INI = `[databases]
-tracking = host=postgres port=5432 dbname=tracking user=postgres password=your_password
-
-[pgbouncer]
-pool_mode = transaction
-default_pool_size = 25
-min_pool_size = 5
-reserve_pool_size = 5
-reserve_pool_timeout = 3
-timeout = 600
-idle_in_transaction_session_timeout = 60000
-
-listen_port = 6432
-listen_addr = 0.0.0.0
-
-logfile = /var/log/pgbouncer/pgbouncer.log
-pidfile = /var/run/pgbouncer/pgbouncer.pid
-`;
 
 const tmp = mkdtempSync(join(tmpdir(), 'pgtide-loader-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
