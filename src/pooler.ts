@@ -18,6 +18,7 @@ import { ClientConn } from './pool/client.js';
 import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
+import { StmtRegistry } from './pool/prepared.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 import { buildClientTls, type ClientTls } from './net/tls.js';
 
@@ -63,6 +64,8 @@ export class Pooler extends EventEmitter {
   /** Every client connection, logged in or not (max_client_conn). */
   clientCount = 0;
   readonly cancelKeys = new Map<string, ClientConn>();
+  /** Protocol-level prepared statements of transaction/statement-mode clients, by query text (prepared.ts). */
+  readonly stmts = new StmtRegistry();
   private servers: net.Server[] = [];
   private unixPath = '';
   readonly janitor: Janitor;

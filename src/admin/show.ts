@@ -89,6 +89,8 @@ export const SIMPLE_COLUMNS = {
   dns_hosts: [['hostname', T], ['ttl', B], ['addrs', T]],
   dns_zones: [['zonename', T], ['serial', B], ['count', I]],
   state: [['key', T], ['value', T]],
+  /** pgtide's own: the protocol-level prepared statements tracked in transaction/statement mode. */
+  prepared_statements: [['name', T], ['query', T], ['clients', I], ['servers', I], ['retries', B]],
   peers: [['peer_id', I], ['host', T], ['port', I], ['pool_size', I]],
   peer_pools: [
     ['peer_id', T], ['cl_active_cancel_req', I], ['cl_waiting_cancel_req', I], ['sv_active_cancel', I], ['sv_login', I],
@@ -104,6 +106,7 @@ const HELP = [
   'SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE',
   'SHOW DNS_HOSTS|DNS_ZONES',
   'SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS',
+  'SHOW PREPARED_STATEMENTS',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>]',
@@ -183,7 +186,7 @@ function clientRow(c: ClientConn, now: number): Cell[] {
     0,
     c.tls === 'no' ? '' : c.tls,
     c.vars.get('application_name') ?? '',
-    0,
+    c.stmts?.size ?? 0,
     c.id,
   ];
 }
@@ -211,7 +214,7 @@ function serverRow(s: ServerConn): Cell[] {
     s.backendPid,
     '',
     s.params.get('application_name') ?? '',
-    0,
+    s.stmts?.size ?? 0,
     s.id,
   ];
 }
@@ -235,7 +238,7 @@ function allServers(p: Pooler): ServerConn[] {
 function statCells(s: PoolStats): Cell[] {
   return [
     s.serverAssignCount, s.xactCount, s.queryCount, s.bytesReceived, s.bytesSent, s.xactTimeUs, s.queryTimeUs,
-    s.waitTimeUs, 0, 0, 0, s.clientLoginCount,
+    s.waitTimeUs, s.clientParseCount, s.serverParseCount, s.bindCount, s.clientLoginCount,
   ];
 }
 
@@ -482,6 +485,12 @@ export function runShow(p: Pooler, con: AdminConsole, _c: ClientConn, what: stri
       return showMem(p).finish();
     case 'state':
       return showState(p).finish();
+    case 'prepared_statements': {
+      const w = new ResultWriter(SIMPLE_COLUMNS.prepared_statements);
+      const all = [...p.stmts.all()].sort((a, b) => a.id - b.id);
+      for (const st of all) w.row([st.name, st.query, st.clientRefs, st.serverRefs, st.retries]);
+      return w.finish();
+    }
     case 'fds':
       return new ResultWriter(SIMPLE_COLUMNS.fds).finish();
     case 'dns_hosts':

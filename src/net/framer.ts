@@ -63,6 +63,14 @@ export abstract class Framer {
         if (run < pos) this.emit(run === 0 && pos === len ? chunk : chunk.subarray(run, pos));
         return;
       }
+      if (this.actionPending) {
+        // the handler of the message that just ended asked for an action: after its last bytes
+        this.actionPending = false;
+        if (run < pos) this.emit(chunk.subarray(run, pos));
+        run = pos;
+        this.act();
+        if (this.stopped) return;
+      }
     } else if (this.accLen > 0) {
       pos = this.fillAcc(chunk, 0);
       if (this.stopped) return;

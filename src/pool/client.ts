@@ -27,6 +27,7 @@ import type { Database, Pool, User } from './pool.js';
 import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
+import { cstringEnd, PARSE_COMPLETE, Rq, withName, type Stmt } from './prepared.js';
 
 /** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
 const TRACKED: ReadonlyMap<string, string> = new Map([
@@ -40,6 +41,33 @@ const TRACKED: ReadonlyMap<string, string> = new Map([
 /** Message types a client may send after login; anything else is refused before it reaches a server. */
 const FRONTEND_TYPES = new Uint8Array(256);
 for (const c of 'BCDEFHPQSXcdf') FRONTEND_TYPES[c.charCodeAt(0)] = 1;
+
+/** Messages whose body the request path reads while prepared statements are tracked (they name statements). */
+const STMT_TYPES = new Uint8Array(256);
+for (const c of 'PBDC') STMT_TYPES[c.charCodeAt(0)] = 1;
+
+/**
+ * Keep the batch that starts with this Bind (buf[start..end)) for a retry, when it reaches its Sync within the same
+ * buffer and holds only extended-protocol messages (nothing but Bind/Describe/Execute/Close/Parse/Flush).
+ */
+function captureBatch(s: ServerConn, st: Stmt, buf: Buffer, start: number, end: number): void {
+  let pos = end;
+  let entries = 1;
+  while (pos + 5 <= buf.length) {
+    const type = buf[pos]!;
+    const next = pos + 1 + buf.readUInt32BE(pos + 1);
+    if (next > buf.length) return;
+    if (type === FE.Sync) {
+      s.capture = { st, bytes: buf.subarray(start, next), entries: entries + 1 };
+      return;
+    }
+    if (type !== FE.Flush) {
+      if (STMT_TYPES[type] !== 1 && type !== FE.Execute) return;
+      entries++;
+    }
+    pos = next;
+  }
+}
 
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
@@ -93,6 +121,14 @@ export class ClientConn extends Framer implements ListNode {
   private stash: Buffer[] | null = null;
   /** Linked and prepared: bytes go straight to the server. */
   private forwarding = false;
+  /** Prepared statements are tracked on the current link (transaction/statement mode, max_prepared_statements > 0). */
+  private track = false;
+  /** The client's named protocol-level statements, by the client's name (tracking mode; prepared.ts). */
+  stmts: Map<string, Stmt> | null = null;
+  /** Sending a batch again (replay()). */
+  private replaying = false;
+  /** Rewritten messages to send once the bytes before them are out (act()). */
+  private readonly out: Buffer[] = [];
   private startBuf: Buffer | null = null;
   private varsKeyCache: string | null = null;
   /** Database name the client asked for (db may be null when it does not exist). */
@@ -212,7 +248,7 @@ export class ClientConn extends Framer implements ListNode {
     this.lastActivity = clock.now;
     if (this.forwarding) {
       this.pool!.stats.received(chunk.length);
-      this.feed(chunk);
+      this.feedToServer(chunk);
       if (this.server?.releaseWhenClientDone && this.atBoundary()) this.server.clientAtBoundary();
       return;
     }
@@ -238,6 +274,7 @@ export class ClientConn extends Framer implements ListNode {
       this.hold(chunk);
       return;
     }
+    if (chunk[0] === FE.Parse && this.parseLocally(chunk)) return;
     // try to get a server at once; only when none is ready does the client wait, paused
     this.stash = [chunk];
     if (this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
@@ -250,15 +287,30 @@ export class ClientConn extends Framer implements ListNode {
     this.socket.pause();
   }
 
+  /** Forward a chunk; while statements are tracked, rewritten messages go out with the rest in one write. */
+  private feedToServer(chunk: Buffer): void {
+    if (!this.track) {
+      this.feed(chunk);
+      return;
+    }
+    const sock = this.server!.socket!;
+    sock.cork();
+    this.feed(chunk);
+    sock.uncork();
+  }
+
   /** A server is linked and prepared: send what waited, then read on. */
   onLinked(): void {
     this.forwarding = true;
+    const st = this.pooler.settings;
+    this.track = st.max_prepared_statements > 0 && this.pool!.mode() !== 'session';
+    this.server!.setTracking(this.track);
     const stash = this.stash;
     this.stash = null;
     if (stash) {
       for (const chunk of stash) {
         this.pool!.stats.received(chunk.length);
-        this.feed(chunk);
+        this.feedToServer(chunk);
         if (this.closed || !this.forwarding) return;
       }
     }
@@ -268,6 +320,8 @@ export class ClientConn extends Framer implements ListNode {
   /** The server went back to the pool. */
   unlinked(): void {
     this.forwarding = false;
+    this.server?.setTracking(false);
+    this.track = false;
     this.server = null;
     // paused because that server's socket was full: its 'drain' will not reach us any more, so read on (into the stash)
     if (!this.stash && !this.terminating && !this.closed && this.socket.isPaused()) this.socket.resume();
@@ -298,7 +352,8 @@ export class ClientConn extends Framer implements ListNode {
 
   // ---- request path (work phase) ----
 
-  protected wantBody(): boolean {
+  protected wantBody(type: number): boolean {
+    if (this.track) return STMT_TYPES[type] === 1;
     return this.state === ClientState.Login || this.admin !== null;
   }
 
@@ -308,9 +363,17 @@ export class ClientConn extends Framer implements ListNode {
       case FE.Query:
       case FE.FunctionCall:
         s.sentRequest();
+        if (this.track) s.record(Rq.Simple);
         break;
       case FE.Sync:
-        if (!s.copyIn) s.sentRequest();
+        if (!s.copyIn) {
+          s.sentRequest();
+          if (this.track) s.record(Rq.Sync);
+        }
+        break;
+      case FE.Execute:
+        s.dirty = true;
+        if (this.track) s.record(Rq.Execute);
         break;
       case FE.Terminate:
         this.terminating = true;
@@ -336,6 +399,7 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
+    if (this.track) return this.onStmtMessage(type, buf, start, end);
     if (this.admin !== null && this.state !== ClientState.Login) {
       this.pooler.console.onMessage(this, type, buf.subarray(start, end));
       return Verdict.Skip;
@@ -385,6 +449,159 @@ export class ClientConn extends Framer implements ListNode {
     return Verdict.Skip;
   }
 
+  /** Parse, Bind, Describe or Close while statements are tracked: map the client's statement names to the server's. */
+  private onStmtMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
+    const s = this.server!;
+    s.dirty = true;
+    const named = type === FE.Describe || type === FE.Close ? start + 6 : start + 5;
+    let nameStart = named;
+    if (type === FE.Bind) {
+      nameStart = cstringEnd(buf, named, end); // after the portal name
+      if (nameStart < 0) return this.malformed(type);
+    }
+    const nameEnd = cstringEnd(buf, nameStart, end);
+    if (nameEnd < 0 || named > end) return this.malformed(type);
+    const kind = type === FE.Parse ? Rq.Parse : type === FE.Bind ? Rq.Bind : type === FE.Describe ? Rq.Describe : Rq.Close;
+    // the unnamed statement, a portal, or a name the client never prepared here: as sent (PostgreSQL answers)
+    if (nameEnd === nameStart + 1 || ((type === FE.Describe || type === FE.Close) && buf[start + 5] !== 0x53)) {
+      s.record(kind);
+      return Verdict.Forward;
+    }
+    const name = buf.toString('utf8', nameStart, nameEnd - 1);
+    const stats = this.pool!.stats;
+    if (type === FE.Parse) {
+      const map = (this.stmts ??= new Map());
+      if (map.has(name)) {
+        log.log(`prepared statement '${name}' was already prepared`, this);
+        this.fail(new PoolerError(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`));
+        return Verdict.Skip;
+      }
+      const st = this.pooler.stmts.intern(buf, nameEnd, end);
+      map.set(name, st);
+      st.clientRefs++;
+      stats.clientParseCount++;
+      s.clientParse(st, name, this.out);
+    } else {
+      const st = this.stmts?.get(name);
+      if (!st) {
+        s.record(kind);
+        return Verdict.Forward;
+      }
+      if (type === FE.Close) {
+        // forgotten here, not closed on the server: the name sent on is one the server does not have (CloseComplete)
+        this.unmapStmt(name, st);
+        s.record(kind, st, name);
+        return Verdict.Forward;
+      }
+      if (type === FE.Bind) {
+        stats.bindCount++;
+        if (!this.replaying && s.canCapture()) captureBatch(s, st, buf, start, end);
+      }
+      s.ensurePrepared(st, this.out);
+      this.out.push(withName(buf, start, end, nameStart, nameEnd, st.nameZ));
+      s.record(kind, st, name);
+    }
+    if (this.out.length > 0) this.actionPending = true;
+    return Verdict.Skip;
+  }
+
+  /**
+   * Between transactions, a batch of nothing but Parse of named statements and a Sync (libpq's PQprepare) is
+   * answered without a server: the statements are prepared lazily, on the server that first runs them. Waiting
+   * for a server here could wait forever: a client program blocked in PQprepare may be the one that has to finish
+   * the transactions holding every server (pgbench -M prepared with more clients than servers).
+   */
+  private parseLocally(chunk: Buffer): boolean {
+    if (this.pooler.settings.max_prepared_statements <= 0 || this.pool!.mode() === 'session') return false;
+    const len = chunk.length;
+    let pos = 0;
+    let parses = 0;
+    while (pos + 5 <= len && chunk[pos] === FE.Parse) {
+      const end = pos + 1 + chunk.readUInt32BE(pos + 1);
+      const nameEnd = end <= len ? cstringEnd(chunk, pos + 5, end) : -1;
+      if (nameEnd <= pos + 6) return false; // split, malformed or unnamed
+      pos = end;
+      parses++;
+    }
+    if (parses === 0 || pos + 5 !== len || chunk[pos] !== FE.Sync || chunk.readUInt32BE(pos + 1) !== 4) return false;
+    const map = (this.stmts ??= new Map());
+    for (pos = 0; chunk[pos] === FE.Parse; ) {
+      const end = pos + 1 + chunk.readUInt32BE(pos + 1);
+      const nameEnd = cstringEnd(chunk, pos + 5, end);
+      const name = chunk.toString('utf8', pos + 5, nameEnd - 1);
+      if (map.has(name)) {
+        log.log(`prepared statement '${name}' was already prepared`, this);
+        this.fail(new PoolerError(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`));
+        return true;
+      }
+      const st = this.pooler.stmts.intern(chunk, nameEnd, end);
+      map.set(name, st);
+      st.clientRefs++;
+      this.pool!.stats.clientParseCount++;
+      pos = end;
+    }
+    const reply = Buffer.allocUnsafe(parses * 5 + READY_IDLE.length);
+    for (let i = 0; i < parses; i++) PARSE_COMPLETE.copy(reply, i * 5);
+    READY_IDLE.copy(reply, parses * 5);
+    this.bytesOut(reply.length);
+    this.write(reply);
+    return true;
+  }
+
+  /** Send a batch again (a retry after a shared statement failed on the server): as if the client had sent it. */
+  replay(bytes: Buffer): void {
+    const s = this.server!;
+    this.replaying = true; // once only: a batch that fails again goes to the client
+    let pos = 0;
+    while (pos < bytes.length && !this.closed) {
+      const type = bytes[pos]!;
+      const end = pos + 1 + bytes.readUInt32BE(pos + 1);
+      if (STMT_TYPES[type] === 1) {
+        if (this.onStmtMessage(type, bytes, pos, end) === Verdict.Forward) s.write(bytes.subarray(pos, end));
+        else this.act();
+      } else {
+        this.onHeader(type);
+        s.write(bytes.subarray(pos, end));
+      }
+      pos = end;
+    }
+    this.actionPending = false;
+    this.replaying = false;
+    if (!this.closed && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private malformed(type: number): Verdict {
+    this.fail(protocolViolation(`invalid message format (message type '${String.fromCharCode(type)}')`));
+    return Verdict.Skip;
+  }
+
+  /** Drop a name from the client's statements (Close, or a Parse PostgreSQL ignored). */
+  unmapStmt(name: string, st: Stmt): void {
+    if (this.stmts?.get(name) !== st) return;
+    this.stmts.delete(name);
+    st.clientRefs--;
+    this.pooler.stmts.drop(st);
+  }
+
+  /** Put a name back (a Close PostgreSQL ignored). */
+  remapStmt(name: string, st: Stmt): void {
+    const m = (this.stmts ??= new Map());
+    if (m.has(name)) return;
+    m.set(name, st);
+    st.clientRefs++;
+  }
+
+  /** DEALLOCATE ALL / DISCARD ALL, or the client is gone. */
+  clearStmts(): void {
+    const m = this.stmts;
+    if (m === null) return;
+    this.stmts = null;
+    for (const st of m.values()) {
+      st.clientRefs--;
+      this.pooler.stmts.drop(st);
+    }
+  }
+
   protected emit(data: Buffer): void {
     const s = this.server;
     if (!s) return;
@@ -392,6 +609,11 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   protected act(): void {
+    const out = this.out;
+    if (out.length > 0) {
+      for (let i = 0; i < out.length; i++) this.emit(out[i]!);
+      out.length = 0;
+    }
     if (this.terminating) this.close('client close request');
   }
 
@@ -640,11 +862,12 @@ export class ClientConn extends Framer implements ListNode {
       // a clean server goes back to the pool; anything else (request in flight, open transaction, COPY,
       // unsynced extended-protocol state, a half-sent message) is closed, as PgBouncer does. What was
       // already sent still reaches PostgreSQL: close() lets queued bytes drain before the socket goes.
-      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal() && s.txStatus === 0x49 && this.atBoundary())
+      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal() && s.txStatus === 0x49 && s.replies.count === 0 && this.atBoundary())
         s.pool.release(s);
       else s.close('client disconnect while server was not ready');
     }
     this.stash = null;
+    this.clearStmts();
     this.pooler.clientGone(this);
     const sock = this.socket;
     if (!sock.destroyed) {

@@ -258,6 +258,7 @@ export class Pool {
 
   /** The client is done with its server for now (end of transaction, statement or session). */
   release(s: ServerConn): void {
+    s.setTracking(false);
     const c = s.client;
     if (c) {
       c.unlinked();

@@ -27,6 +27,7 @@ import type { ClientConn } from './client.js';
 import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
+import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 
 const enum After {
   None = 0,
@@ -34,6 +35,18 @@ const enum After {
   Release = 1,
   /** Statement mode saw a transaction block. */
   StatementTx = 2,
+  /** A Bind failed because of the pooler's shared statement: prepare it afresh and send the batch again. */
+  Retry = 3,
+}
+
+/** A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). */
+interface Capture {
+  /** The statement the batch's first Bind uses. */
+  st: Stmt;
+  /** The client's bytes from that Bind to the Sync, as the client sent them. */
+  bytes: Buffer;
+  /** Requests recorded for them (Bind … Sync). */
+  entries: number;
 }
 
 /** Quote a value for SET ... = '<value>'. */
@@ -86,6 +99,22 @@ export class ServerConn extends Framer implements ListNode {
   heldForCancel = false;
   /** Release deferred because the client was in the middle of a message (a COPY failed under it): done at its end. */
   releaseWhenClientDone = false;
+  /** Prepared statements are tracked while linked (transaction/statement mode): requests are recorded in `replies`. */
+  tracking = false;
+  /** What the requests sent while tracking will be answered with (see prepared.ts). */
+  readonly replies = new ReplyQueue();
+  /** Statements prepared on this server, least recently used first. */
+  stmts: Map<Stmt, true> | null = null;
+  /** An error arrived before the Sync that ends its batch: requests up to that Sync are ignored by PostgreSQL. */
+  private discarding = false;
+  /** Pooler-made ParseCompletes reached the front of `replies`: send them once the current message is out. */
+  private fakesDue = false;
+  /** An Execute, Query or FunctionCall was sent since the last Sync: a failure now is not safe to retry. */
+  private batchExecuted = false;
+  /** The current batch, kept for a retry (only when nothing of it has run and no transaction is open). */
+  capture: Capture | null = null;
+  /** A retry is under way: the failed batch's ErrorResponse was hidden, its ReadyForQuery will be too. */
+  private retry: Capture | null = null;
 
   private inLogin = true;
   private scram: ScramClientExchange | null = null;
@@ -335,6 +364,8 @@ export class ServerConn extends Framer implements ListNode {
       const name = r.cstring();
       this.params.set(name, r.cstring());
       this.paramsKey = null;
+    } else if (type === BE.CommandComplete) {
+      if (end - start > 6 && buf[start + 5] === 0x44 && isDeallocateAll(buf.toString('latin1', start + 5, end - 1))) this.clearStmts();
     } else if (type === BE.ReadyForQuery) {
       this.txStatus = buf[start + 5]!;
       const cb = this.internalDone!;
@@ -381,13 +412,15 @@ export class ServerConn extends Framer implements ListNode {
   protected wantBody(type: number): boolean {
     if (this.inLogin || this.internalDone) return true;
     if (type === BE.ReadyForQuery || type === BE.ParameterStatus) return true;
+    if (this.tracking && (type === BE.CommandComplete || type === BE.ErrorResponse)) return true;
     return this.client === null && this.state !== ServerState.Active;
   }
 
   protected onHeader(type: number): Verdict {
     if (type === BE.CopyInResponse) this.copyIn = true;
     else if (type === BE.ErrorResponse) this.copyIn = false;
-    return this.client ? Verdict.Forward : Verdict.Skip;
+    if (!this.client) return Verdict.Skip;
+    return this.tracking ? this.trackedReply(type) : Verdict.Forward;
   }
 
   protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
@@ -401,6 +434,11 @@ export class ServerConn extends Framer implements ListNode {
     }
     const c = this.client;
     if (type === BE.ReadyForQuery) return this.onReady(buf[start + 5]!, c);
+    if (this.tracking && (type === BE.CommandComplete || type === BE.ErrorResponse)) {
+      if (type === BE.CommandComplete) this.onCommandComplete(buf, start, end);
+      else if (this.onTrackedError(buf, start, end)) return Verdict.Skip;
+      return c ? Verdict.Forward : Verdict.Skip;
+    }
     if (type === BE.ParameterStatus) {
       const r = this.reader.reset(buf, start + 5, end);
       const name = r.cstring();
@@ -423,6 +461,23 @@ export class ServerConn extends Framer implements ListNode {
 
   private onReady(status: number, c: ClientConn | null): Verdict {
     this.txStatus = status;
+    if (this.tracking) {
+      const q = this.replies;
+      while (q.count > 0) {
+        const k = q.front;
+        q.shift();
+        if (k === Rq.Sync || k === Rq.Simple) break;
+      }
+      this.capture = null;
+      if (this.retry !== null && c !== null) {
+        // the failed batch's ReadyForQuery: hidden; the batch goes again once it is out
+        if (this.outstanding > 0) this.outstanding--;
+        this.after = After.Retry;
+        this.actionPending = true;
+        return Verdict.Skip;
+      }
+      this.checkFakes();
+    }
     if (this.outstanding > 0) this.outstanding--;
     this.xactStart = this.pool.stats.onReady(this.requestStart, this.xactStart, status);
     if (this.outstanding === 0 && !this.dirty && !this.copyIn) {
@@ -444,6 +499,14 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   protected act(): void {
+    if (this.fakesDue) {
+      this.fakesDue = false;
+      const q = this.replies;
+      while (q.front === Rq.ParseFake) {
+        q.shift();
+        this.emit(PARSE_COMPLETE);
+      }
+    }
     const what = this.after;
     this.after = After.None;
     switch (what) {
@@ -454,6 +517,21 @@ export class ServerConn extends Framer implements ListNode {
         if (this.releaseWhenClientDone) break;
         this.pool.release(this);
         break;
+      case After.Retry: {
+        const r = this.retry!;
+        this.retry = null;
+        const c = this.client;
+        if (!c) break;
+        // drop the server's stale plan (CloseComplete hidden), then the client's batch as if sent anew: its Bind
+        // prepares the statement again first
+        this.socket!.cork();
+        this.socket!.write(r.st.closeMsg());
+        this.record(Rq.CloseHidden);
+        this.forget(r.st);
+        c.replay(r.bytes);
+        this.socket!.uncork();
+        break;
+      }
       case After.StatementTx: {
         const msg = 'transaction blocks not allowed in statement pooling mode';
         this.client?.fail(new PoolerError(SqlState.FeatureNotSupported, msg));
@@ -513,6 +591,224 @@ export class ServerConn extends Framer implements ListNode {
     this.releaseWhenClientDone = false;
     if (this.client && this.outstanding === 0 && !this.dirty && !this.copyIn && this.txStatus === TxStatus.Idle && this.pool.mode() !== 'session')
       this.pool.release(this);
+  }
+
+  // ---- prepared statements (tracking mode) ----
+
+  /** A reply that completes a recorded request: hide it, forward it, and note pooler answers now due. */
+  private trackedReply(type: number): Verdict {
+    const q = this.replies;
+    let v = Verdict.Forward;
+    switch (type) {
+      case BE.ParseComplete:
+        if (q.front === Rq.ParseHidden) v = Verdict.Skip;
+        if (q.front === Rq.ParseHidden || q.front === Rq.Parse) q.shift();
+        break;
+      case BE.BindComplete:
+        if (q.front === Rq.Bind) q.shift();
+        break;
+      case BE.RowDescription:
+      case BE.NoData:
+        if (q.front === Rq.Describe) q.shift();
+        break;
+      case BE.EmptyQueryResponse:
+      case BE.PortalSuspended:
+        if (q.front === Rq.Execute) q.shift();
+        break;
+      case BE.CloseComplete:
+        if (q.front === Rq.CloseHidden) v = Verdict.Skip;
+        if (q.front === Rq.CloseHidden || q.front === Rq.Close) q.shift();
+        break;
+      default:
+        return Verdict.Forward;
+    }
+    this.checkFakes();
+    return v;
+  }
+
+  private checkFakes(): void {
+    if (this.replies.front === Rq.ParseFake) {
+      this.fakesDue = true;
+      this.actionPending = true;
+    }
+  }
+
+  private onCommandComplete(buf: Buffer, start: number, end: number): void {
+    if (this.replies.front === Rq.Execute) this.replies.shift();
+    // DEALLOCATE ALL / DISCARD ALL dropped every prepared statement of the session: ours and the client's
+    const n = end - start - 6; // tag length without NUL
+    if ((n === 14 || n === 11) && buf[start + 5] === 0x44 && isDeallocateAll(buf.toString('latin1', start + 5, end - 1))) {
+      this.clearStmts();
+      this.client?.clearStmts();
+    }
+    this.checkFakes();
+  }
+
+  /**
+   * An ErrorResponse: outside a simple query, PostgreSQL ignores everything up to the next Sync. Returns true when
+   * the error is hidden because the batch will be retried.
+   */
+  private onTrackedError(buf: Buffer, start: number, end: number): boolean {
+    const q = this.replies;
+    const k = q.front;
+    if (k === Rq.None || k === Rq.Simple) return false;
+    const cap = this.capture;
+    let retry = false;
+    if (cap !== null && k === Rq.Bind && q.frontStmt === cap.st && q.count === cap.entries && this.client !== null) {
+      const e = parseErrorBody(buf, start + 5, end);
+      retry =
+        (e.code === '0A000' && e.message === 'cached plan must not change result type') ||
+        (e.code === '26000' && e.message.includes(`"${cap.st.name}"`));
+      if (retry) {
+        log.log(`prepared statement ${cap.st.name} prepared again and the batch retried after: ${e.message}`, this);
+        cap.st.retries++;
+        this.pool.stats.stmtRetries++;
+        this.retry = cap;
+        this.client.socket.pause(); // nothing of the client's may overtake the batch sent again
+      }
+    }
+    this.capture = null;
+    while (q.count > 0 && q.front !== Rq.Sync) {
+      this.undo(q.front, q.frontStmt, q.frontName);
+      q.shift();
+    }
+    if (q.count === 0) this.discarding = true;
+    return retry;
+  }
+
+  /** Whether a batch starting now with a Bind may be retried: nothing of it has run, no transaction is open. */
+  canCapture(): boolean {
+    return !this.batchExecuted && this.txStatus === TxStatus.Idle && this.capture === null && this.retry === null && !this.discarding;
+  }
+
+  /** Record a request sent to the server (in order). */
+  record(kind: Rq, st: Stmt | null = null, name: string | null = null): void {
+    if (kind === Rq.Execute || kind === Rq.Simple) this.batchExecuted = true;
+    else if (kind === Rq.Sync) this.batchExecuted = false;
+    if (this.discarding) {
+      if (kind !== Rq.Sync) {
+        this.undo(kind, st, name);
+        return;
+      }
+      this.discarding = false;
+    }
+    if (kind === Rq.ParseFake && this.replies.count === 0) {
+      // nothing ahead of it: answer at once
+      const c = this.client;
+      if (c) {
+        c.bytesOut(PARSE_COMPLETE.length);
+        c.write(PARSE_COMPLETE);
+      }
+      return;
+    }
+    this.replies.push(kind, st, name);
+  }
+
+  /** A request PostgreSQL ignored (an earlier error in its batch): take back what sending it changed. */
+  private undo(kind: Rq, st: Stmt | null, name: string | null): void {
+    switch (kind) {
+      case Rq.Parse:
+        if (st) {
+          this.forget(st);
+          this.client?.unmapStmt(name!, st);
+        }
+        break;
+      case Rq.ParseHidden:
+        this.forget(st!);
+        break;
+      case Rq.ParseFake:
+        this.client?.unmapStmt(name!, st!);
+        break;
+      case Rq.Close:
+        if (st) this.client?.remapStmt(name!, st);
+        break;
+      case Rq.CloseHidden:
+        if (st) this.remember(st);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** The client's Parse of a named statement: send it, or answer it when this server already has the statement. */
+  clientParse(st: Stmt, name: string, out: Buffer[]): void {
+    const m = this.stmts;
+    if (m !== null && m.has(st)) {
+      m.delete(st);
+      m.set(st, true);
+      this.record(Rq.ParseFake, st, name);
+      return;
+    }
+    this.makeRoom(out);
+    out.push(st.parseMsg);
+    this.remember(st);
+    this.pool.stats.serverParseCount++;
+    this.record(Rq.Parse, st, name);
+  }
+
+  /** Before a Bind or Describe of the statement: prepare it here unless this server has it. */
+  ensurePrepared(st: Stmt, out: Buffer[]): void {
+    const m = this.stmts;
+    if (m !== null && m.has(st)) {
+      m.delete(st);
+      m.set(st, true);
+      return;
+    }
+    this.makeRoom(out);
+    out.push(st.parseMsg);
+    this.remember(st);
+    this.pool.stats.serverParseCount++;
+    this.record(Rq.ParseHidden, st);
+  }
+
+  /** Evict least recently used statements until one more fits (max_prepared_statements). */
+  private makeRoom(out: Buffer[]): void {
+    const m = this.stmts;
+    if (m === null) return;
+    const max = this.pooler.settings.max_prepared_statements;
+    while (m.size >= max && m.size > 0) {
+      const victim = m.keys().next().value as Stmt;
+      out.push(victim.closeMsg());
+      this.forget(victim);
+      this.record(Rq.CloseHidden, victim);
+    }
+  }
+
+  private remember(st: Stmt): void {
+    const m = (this.stmts ??= new Map());
+    if (!m.has(st)) {
+      m.set(st, true);
+      st.serverRefs++;
+    }
+  }
+
+  private forget(st: Stmt): void {
+    if (this.stmts !== null && this.stmts.delete(st)) {
+      st.serverRefs--;
+      this.pooler.stmts.drop(st);
+    }
+  }
+
+  /** The session's prepared statements are gone (DISCARD ALL, DEALLOCATE ALL, closing). */
+  clearStmts(): void {
+    const m = this.stmts;
+    if (m === null) return;
+    this.stmts = null;
+    for (const st of m.keys()) {
+      st.serverRefs--;
+      this.pooler.stmts.drop(st);
+    }
+  }
+
+  /** Linking and unlinking: start and end recording. */
+  setTracking(on: boolean): void {
+    this.tracking = on;
+    this.replies.clear();
+    this.discarding = false;
+    this.fakesDue = false;
+    this.batchExecuted = false;
+    this.capture = null;
+    this.retry = null;
   }
 
   // ---- cancel ----
@@ -587,6 +883,8 @@ export class ServerConn extends Framer implements ListNode {
       }
     }
     this.state = ServerState.Closed;
+    this.clearStmts();
+    this.setTracking(false);
     this.pool.serverGone(this);
     if (cb) cb(new PoolerError(SqlState.ConnectionFailure, reason));
   }
@@ -599,6 +897,10 @@ export class ServerConn extends Framer implements ListNode {
   get isClosed(): boolean {
     return this.closed;
   }
+}
+
+function isDeallocateAll(tag: string): boolean {
+  return tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL';
 }
 
 function protocolError(msg: string): PoolerError {

@@ -23,4 +23,6 @@ export const enum SqlState {
   InsufficientPrivilege = '42501',
   CantChangeRuntimeParam = '55P02',
   ConfigFileError = 'F0000',
+  DuplicatePreparedStatement = '42P05',
+  InvalidSqlStatementName = '26000',
 }

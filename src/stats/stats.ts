@@ -14,6 +14,12 @@ export class PoolStats {
   queryTimeUs = 0;
   waitTimeUs = 0;
   clientLoginCount = 0;
+  /** Parse of a named statement by a client, Parse sent to a server for one, Bind of one (prepared statements). */
+  clientParseCount = 0;
+  serverParseCount = 0;
+  bindCount = 0;
+  /** Batches retried after a shared prepared statement failed (pgtide's own counter). */
+  stmtRetries = 0;
 
   received(n: number): void {
     this.bytesReceived += n;
@@ -60,6 +66,10 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.queryTimeUs += s.queryTimeUs;
     t.waitTimeUs += s.waitTimeUs;
     t.clientLoginCount += s.clientLoginCount;
+    t.clientParseCount += s.clientParseCount;
+    t.serverParseCount += s.serverParseCount;
+    t.bindCount += s.bindCount;
+    t.stmtRetries += s.stmtRetries;
   }
   return t;
 }
@@ -93,6 +103,9 @@ export function averages(prev: PoolStats, cur: PoolStats, seconds: number): Pool
   a.bytesReceived = per(d('bytesReceived'));
   a.bytesSent = per(d('bytesSent'));
   a.clientLoginCount = per(d('clientLoginCount'));
+  a.clientParseCount = per(d('clientParseCount'));
+  a.serverParseCount = per(d('serverParseCount'));
+  a.bindCount = per(d('bindCount'));
   a.xactTimeUs = avg(d('xactTimeUs'), d('xactCount'));
   a.queryTimeUs = avg(d('queryTimeUs'), d('queryCount'));
   a.waitTimeUs = avg(d('waitTimeUs'), d('serverAssignCount'));

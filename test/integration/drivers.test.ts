@@ -15,8 +15,8 @@ import { stillServes, type PgError } from '../harness/util.js';
 test('postgres.js: 200 pipelined queries over 20 connections (simple, parameterised, some failing) each get their own answer', async (t) => {
   const server = await sharedPostgres();
   const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 5, max_client_conn: 100, query_wait_timeout: 10 }));
-  // prepare: false — named prepared statements do not survive transaction pooling
-  const sql = track(t, postgres(b.url('app', 'apppass', 'app'), { max: 20, prepare: false, onnotice: () => {} }));
+  // postgres.js's default prepare: true: named statements, tracked by the pooler across servers
+  const sql = track(t, postgres(b.url('app', 'apppass', 'app'), { max: 20, onnotice: () => {} }));
   const isError = (i: number) => i % 17 === 5;
 
   for (let round = 0; round < 2; round++) {

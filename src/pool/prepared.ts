@@ -1,0 +1,200 @@
+/* Protocol-level prepared statements in transaction and statement pooling.
+ *
+ * A client's named statement is mapped to one pooler-wide statement per distinct (query text, parameter types),
+ * which has its own server-side name (PGTIDE_<n>). A server prepares it the first time a client that uses it is
+ * linked to that server and binds or describes it; each server keeps at most max_prepared_statements and evicts the
+ * least recently used with Close. Every request sent to a server in these modes is recorded in the server's
+ * ReplyQueue, so the replies the client did not ask for (ParseComplete of a re-prepare, CloseComplete of an
+ * eviction) can be hidden, and the ones the pooler answers itself (ParseComplete of a statement the server already
+ * has) are inserted at the right place. */
+
+import { BE, FE } from '../protocol/codes.js';
+
+/** Prefix of the statement names pgtide uses on servers. */
+export const SERVER_NAME_PREFIX = 'PGTIDE_';
+
+/** ParseComplete, answered by the pooler when the server already has the statement. */
+export const PARSE_COMPLETE = Buffer.from([BE.ParseComplete, 0, 0, 0, 4]);
+
+export class Stmt {
+  /** Client names mapped to this statement, across all clients. */
+  clientRefs = 0;
+  /** Servers that have it prepared. */
+  serverRefs = 0;
+  /** Batches sent again after the server's copy failed (stale plan after DDL, or gone). */
+  retries = 0;
+  /** Server-side name. */
+  readonly name: string;
+  /** The name as a C string, for rewriting Bind/Describe. */
+  readonly nameZ: Buffer;
+  /** The Parse message that prepares it on a server. */
+  readonly parseMsg: Buffer;
+
+  constructor(
+    readonly id: number,
+    /** Query text, NUL, parameter count and types, as the client sent them (latin1: one char per byte). */
+    readonly key: string,
+  ) {
+    this.name = SERVER_NAME_PREFIX + id;
+    this.nameZ = Buffer.from(this.name + '\0', 'latin1');
+    const body = Buffer.from(key, 'latin1');
+    const msg = Buffer.allocUnsafe(1 + 4 + this.nameZ.length + body.length);
+    msg[0] = FE.Parse;
+    msg.writeUInt32BE(msg.length - 1, 1);
+    this.nameZ.copy(msg, 5);
+    body.copy(msg, 5 + this.nameZ.length);
+    this.parseMsg = msg;
+  }
+
+  /** The query text (for SHOW PREPARED_STATEMENTS). */
+  get query(): string {
+    const nul = this.key.indexOf('\0');
+    return Buffer.from(nul >= 0 ? this.key.slice(0, nul) : this.key, 'latin1').toString('utf8');
+  }
+
+  /** Close('S', name) for evicting it from a server. */
+  closeMsg(): Buffer {
+    const msg = Buffer.allocUnsafe(1 + 4 + 1 + this.nameZ.length);
+    msg[0] = FE.Close;
+    msg.writeUInt32BE(msg.length - 1, 1);
+    msg[5] = 0x53; // 'S'
+    this.nameZ.copy(msg, 6);
+    return msg;
+  }
+}
+
+/** Every statement some client or server holds, by query text and parameter types. */
+export class StmtRegistry {
+  private readonly byKey = new Map<string, Stmt>();
+  private nextId = 1;
+
+  /** The statement for the Parse body bytes buf[start..end) (after the statement name). */
+  intern(buf: Buffer, start: number, end: number): Stmt {
+    const key = buf.toString('latin1', start, end);
+    let s = this.byKey.get(key);
+    if (!s) {
+      s = new Stmt(this.nextId++, key);
+      this.byKey.set(key, s);
+    }
+    return s;
+  }
+
+  /** Forget statements nobody holds any more. */
+  drop(s: Stmt): void {
+    if (s.clientRefs === 0 && s.serverRefs === 0 && this.byKey.get(s.key) === s) this.byKey.delete(s.key);
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  all(): IterableIterator<Stmt> {
+    return this.byKey.values();
+  }
+}
+
+/** What each request sent to a server will be answered with, and what happens to that answer. */
+export const enum Rq {
+  None = 0,
+  /** The client's Parse, forwarded: its ParseComplete goes to the client. */
+  Parse = 1,
+  /** A Parse the pooler added (the server lacked the statement): its ParseComplete is hidden. */
+  ParseHidden = 2,
+  /** The client's Parse of a statement the server already has: nothing was sent, the pooler answers. */
+  ParseFake = 3,
+  Bind = 4,
+  /** Describe: done at RowDescription or NoData. */
+  Describe = 5,
+  /** Execute: done at CommandComplete, EmptyQueryResponse or PortalSuspended. */
+  Execute = 6,
+  /** The client's Close, forwarded. */
+  Close = 7,
+  /** A Close the pooler added to evict a statement: its CloseComplete is hidden. */
+  CloseHidden = 8,
+  /** Sync: done at ReadyForQuery. */
+  Sync = 9,
+  /** Query or FunctionCall: done at ReadyForQuery. */
+  Simple = 10,
+}
+
+/** A ring of outstanding requests with the statement and client name each one concerns (for undoing on error). */
+export class ReplyQueue {
+  private kinds = new Uint8Array(16);
+  private stmts: (Stmt | null)[] = new Array<Stmt | null>(16).fill(null);
+  private names: (string | null)[] = new Array<string | null>(16).fill(null);
+  private head = 0;
+  count = 0;
+
+  get front(): Rq {
+    return this.count === 0 ? Rq.None : (this.kinds[this.head] as Rq);
+  }
+
+  get frontStmt(): Stmt | null {
+    return this.count === 0 ? null : this.stmts[this.head]!;
+  }
+
+  get frontName(): string | null {
+    return this.count === 0 ? null : this.names[this.head]!;
+  }
+
+  push(kind: Rq, stmt: Stmt | null = null, name: string | null = null): void {
+    const cap = this.kinds.length;
+    if (this.count === cap) this.grow();
+    const i = (this.head + this.count) & (this.kinds.length - 1);
+    this.kinds[i] = kind;
+    this.stmts[i] = stmt;
+    this.names[i] = name;
+    this.count++;
+  }
+
+  shift(): void {
+    if (this.count === 0) return;
+    const h = this.head;
+    this.stmts[h] = null;
+    this.names[h] = null;
+    this.head = (h + 1) & (this.kinds.length - 1);
+    this.count--;
+  }
+
+  clear(): void {
+    while (this.count > 0) this.shift();
+    this.head = 0;
+  }
+
+  private grow(): void {
+    const cap = this.kinds.length;
+    const kinds = new Uint8Array(cap * 2);
+    const stmts = new Array<Stmt | null>(cap * 2).fill(null);
+    const names = new Array<string | null>(cap * 2).fill(null);
+    for (let j = 0; j < this.count; j++) {
+      const i = (this.head + j) & (cap - 1);
+      kinds[j] = this.kinds[i]!;
+      stmts[j] = this.stmts[i]!;
+      names[j] = this.names[i]!;
+    }
+    this.kinds = kinds;
+    this.stmts = stmts;
+    this.names = names;
+    this.head = 0;
+  }
+}
+
+/** Offset just past the C string starting at `start` in buf[..end), or -1 when it is not terminated. */
+export function cstringEnd(buf: Buffer, start: number, end: number): number {
+  const nul = buf.indexOf(0, start);
+  return nul < 0 || nul >= end ? -1 : nul + 1;
+}
+
+/**
+ * A copy of the message buf[start..end) with the C string at [nameStart, nameEnd) (NUL included) replaced by
+ * `nameZ` (NUL included): Bind and Describe addressed to the server-side name.
+ */
+export function withName(buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, nameZ: Buffer): Buffer {
+  const len = end - start - (nameEnd - nameStart) + nameZ.length;
+  const out = Buffer.allocUnsafe(len);
+  buf.copy(out, 0, start, nameStart);
+  out.writeUInt32BE(len - 1, 1);
+  nameZ.copy(out, nameStart - start);
+  buf.copy(out, nameStart - start + nameZ.length, nameEnd, end);
+  return out;
+}

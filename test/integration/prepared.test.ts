@@ -1,0 +1,192 @@
+// Protocol-level prepared statements in transaction pooling, byte by byte with a raw client: a statement follows
+// its client to any server (re-prepared, the re-prepare hidden), pooler-made ParseCompletes arrive in order, a
+// batch that fails undoes what it would have created, Close is answered without touching the server, the LRU
+// evicts, DEALLOCATE ALL clears, a name prepared twice is PostgreSQL's 42P05, and the counters show it all.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { sharedPostgres } from '../harness/postgres.js';
+import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { stillServes, superuser, waitFor } from '../harness/util.js';
+import { bind, closeMsg, describe, execute, parse, query, rawLogin, replies, sync, type Raw } from '../harness/raw.js';
+
+const STMT = 'select $1::int + 1 as x, pg_backend_pid() as pid';
+
+async function open(t: { after(fn: () => unknown): unknown }, b: Pgtide): Promise<Raw> {
+  const r = await rawLogin(b);
+  t.after(() => r.close());
+  return r;
+}
+
+/** The backend pid a reply list's DataRow `D:<x>,<pid>` came from. */
+function pidOf(rs: string[]): number {
+  const d = rs.find((x) => x.startsWith('D:'));
+  assert.ok(d, `no DataRow in ${rs.join(' ')}`);
+  return Number(d.split(',')[1]);
+}
+
+async function adminRows(b: Pgtide, sql: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await c.end();
+  }
+}
+
+test('a named statement follows its client to a new server: re-prepared there, the extra ParseComplete hidden', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const su = await superuser(t, server);
+  const a = await open(t, b);
+
+  a.send(Buffer.concat([parse('s1', STMT), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  a.send(Buffer.concat([bind('s1', ['41']), execute(), sync()]));
+  const first = await replies(a);
+  assert.deepEqual(first.map((x) => x.replace(/,\d+$/, '')), ['2', 'D:42', 'C:SELECT 1', 'Z']);
+
+  // the only server goes away: the next one has never seen s1
+  const oldPid = pidOf(first);
+  await su.query('select pg_terminate_backend($1)', [oldPid]);
+  await waitFor('the pooler to notice the dead server', async () => {
+    const rows = await adminRows(b, 'SHOW SERVERS');
+    return rows.every((r) => Number(r.remote_pid) !== oldPid) || null;
+  });
+
+  // standalone Describe (JDBC does this): no ParseComplete may reach the client
+  a.send(Buffer.concat([describe('S', 's1'), sync()]));
+  assert.deepEqual(await replies(a), ['t', 'T', 'Z']);
+  a.send(Buffer.concat([bind('s1', ['1']), execute(), sync()]));
+  const second = await replies(a);
+  assert.deepEqual(second.map((x) => x.replace(/,\d+$/, '')), ['2', 'D:2', 'C:SELECT 1', 'Z']);
+  assert.notEqual(pidOf(second), oldPid, 'the statement ran on a new server');
+
+  // a second client parsing the same text under its own name shares the server-side statement:
+  // its ParseComplete is the pooler's, in order among the server's replies
+  const c = await open(t, b);
+  c.send(Buffer.concat([parse('', 'select 1'), bind(''), execute(), parse('mine', STMT), bind('mine', ['9']), execute(), sync()]));
+  const rs = await replies(c);
+  assert.deepEqual(rs.map((x) => x.replace(/,\d+$/, '')), ['1', '2', 'D:1', 'C:SELECT 1', '1', '2', 'D:10', 'C:SELECT 1', 'Z']);
+
+  const stats = (await adminRows(b, 'SHOW STATS')).find((r) => r.database === 'app')!;
+  assert.equal(Number(stats.total_client_parse_count), 2);
+  assert.equal(Number(stats.total_server_parse_count), 2, 'prepared once on each server');
+  assert.equal(Number(stats.total_bind_count), 3);
+  const clients = (await adminRows(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
+  assert.deepEqual(clients.map((r) => Number(r.prepared_statements)).sort(), [1, 1]);
+  await stillServes(b);
+});
+
+test('a batch that fails takes back the statements it would have created; Close is answered by the pooler', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+
+  // a syntax error: the name is not kept, so preparing it again is fine
+  a.send(Buffer.concat([parse('e1', 'selec 1'), bind('e1'), execute(), sync()]));
+  const bad = await replies(a);
+  assert.equal(bad.length, 2);
+  assert.match(bad[0]!, /^E:42601:/);
+  a.send(Buffer.concat([parse('e1', 'select 5'), bind('e1'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:5', 'C:SELECT 1', 'Z']);
+
+  // an error earlier in the batch: PostgreSQL ignores the later Parse, and so does the pooler
+  a.send(Buffer.concat([parse('', 'select 1/0'), bind(''), execute(), parse('late', 'select 8'), sync()]));
+  const err = await replies(a);
+  assert.deepEqual(err.map((x) => x.replace(/^(E:\w+):.*/, '$1')), ['1', 'E:22012', 'Z']); // the constant is folded at Bind
+  a.send(Buffer.concat([bind('late'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['E:26000:prepared statement "late" does not exist', 'Z']);
+  a.send(Buffer.concat([parse('late', 'select 8'), bind('late'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:8', 'C:SELECT 1', 'Z']);
+
+  // Close: answered in order, the name is gone for this client
+  a.send(Buffer.concat([closeMsg('S', 'late'), sync()]));
+  assert.deepEqual(await replies(a), ['3', 'Z']);
+  a.send(Buffer.concat([bind('late'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['E:26000:prepared statement "late" does not exist', 'Z']);
+  a.send(Buffer.concat([closeMsg('S', 'never-prepared'), closeMsg('P', ''), sync()]));
+  assert.deepEqual(await replies(a), ['3', '3', 'Z']);
+  await stillServes(b);
+});
+
+test('each server keeps at most max_prepared_statements, evicting the least recently used', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, max_prepared_statements: 2, admin_users: 'app' }));
+  const a = await open(t, b);
+  for (const n of [1, 2, 3, 4]) {
+    a.send(Buffer.concat([parse(`q${n}`, `select ${n} as n`), bind(`q${n}`), execute(), sync()]));
+    assert.deepEqual(await replies(a), ['1', '2', `D:${n}`, 'C:SELECT 1', 'Z']);
+  }
+  const srv = (await adminRows(b, 'SHOW SERVERS')).filter((r) => r.database === 'app');
+  assert.deepEqual(srv.map((r) => Number(r.prepared_statements)), [2]);
+  const onServer = async () => {
+    const r2 = await open(t, b);
+    r2.send(query(`select string_agg(statement, ' | ' order by statement) from pg_prepared_statements`));
+    const rs = await replies(r2);
+    r2.close();
+    return rs.find((x) => x.startsWith('D:'))!;
+  };
+  assert.equal(await onServer(), 'D:select 3 as n | select 4 as n');
+  // q1 was evicted: using it again prepares it again, transparently
+  a.send(Buffer.concat([bind('q1'), execute(), bind('q4'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:1', 'C:SELECT 1', '2', 'D:4', 'C:SELECT 1', 'Z']);
+  assert.equal(await onServer(), 'D:select 1 as n | select 4 as n');
+  await stillServes(b);
+});
+
+test('DEALLOCATE ALL clears the tracked statements; a name prepared twice is 42P05', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+  a.send(Buffer.concat([parse('d1', 'select 11'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  a.send(query('DEALLOCATE ALL'));
+  assert.deepEqual(await replies(a), ['C:DEALLOCATE ALL', 'Z']);
+  a.send(Buffer.concat([bind('d1'), sync()]));
+  assert.deepEqual(await replies(a), ['E:26000:prepared statement "d1" does not exist', 'Z']);
+  a.send(Buffer.concat([parse('d1', 'select 11'), bind('d1'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:11', 'C:SELECT 1', 'Z']);
+
+  a.send(Buffer.concat([parse('d1', 'select 12'), sync()]));
+  const dup = await replies(a);
+  assert.match(dup[0]!, /^E:42P05:prepared statement "d1" already exists/);
+  await stillServes(b);
+});
+
+test('a shared statement made stale by DDL is prepared again and the batch retried, except inside a transaction', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'app' }));
+  await su.connect();
+  await su.query('drop table if exists app_public_stale; create table app_public_stale (a int); insert into app_public_stale values (1); alter table app_public_stale owner to app');
+  t.after(() => server.psql('drop table if exists app_public_stale', 'app'));
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const SQL = 'select * from app_public_stale';
+  const a = await open(t, b);
+  a.send(Buffer.concat([parse('s', SQL), bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:1', 'C:SELECT 1', 'Z']);
+
+  await su.query('alter table app_public_stale add column b int default 2');
+  // another client, same text: PostgreSQL would plan it afresh, and so it must look through the pooler
+  const c = await open(t, b);
+  c.send(Buffer.concat([parse('mine', SQL), bind('mine'), execute(), sync()]));
+  assert.deepEqual(await replies(c), ['1', '2', 'D:1,2', 'C:SELECT 1', 'Z']);
+  const ps = await adminRows(b, 'SHOW PREPARED_STATEMENTS');
+  assert.deepEqual(ps.map((r) => [r.query, Number(r.clients), Number(r.servers), Number(r.retries)]), [[SQL, 2, 1, 1]]);
+  assert.match(b.log(), /prepared statement PGTIDE_\d+ prepared again and the batch retried after: cached plan must not change result type/);
+
+  // inside a transaction block a retry is not safe: the client gets PostgreSQL's error, as it would without a pooler
+  await su.query('alter table app_public_stale add column c int default 3');
+  a.send(query('begin'));
+  assert.deepEqual(await replies(a), ['C:BEGIN', 'Z']);
+  a.send(Buffer.concat([bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['E:0A000:cached plan must not change result type', 'Z']);
+  a.send(query('rollback'));
+  assert.deepEqual(await replies(a), ['C:ROLLBACK', 'Z']);
+  // outside one, the same client's next use is retried
+  a.send(Buffer.concat([bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:1,2,3', 'C:SELECT 1', 'Z']);
+  await stillServes(b);
+});
