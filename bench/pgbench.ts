@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { onProcessExit, pgBin, pgEnv } from '../test/harness/postgres.js';
 import { execCapture } from './procs.js';
 
-export type WorkloadKind = 'simple' | 'extended' | 'connect';
+export type WorkloadKind = 'simple' | 'extended' | 'prepared' | 'connect';
 
 export interface Workload {
   /** Stable id, e.g. `simple-c10`. */
@@ -58,7 +58,7 @@ export interface PgbenchResult {
 /** The pgbench arguments for a workload (without connection and logging options). */
 export function workloadArgs(w: Workload, seconds: number): string[] {
   const args = ['-n', '-S', '-T', String(seconds), '-c', String(w.clients), '-j', String(Math.min(2, w.clients))];
-  if (w.kind === 'extended') args.push('-M', 'extended');
+  if (w.kind === 'extended' || w.kind === 'prepared') args.push('-M', w.kind);
   else args.push('-M', 'simple');
   if (w.kind === 'connect') args.push('-C');
   return args;

@@ -150,12 +150,16 @@ export function summarize(records: RunRecord[], workloads: Workload[], targets: 
     }
     const div = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
     const tide = byTarget.get('pgtide');
-    const bouncer = byTarget.get('pgbouncer');
+    // -M prepared against PgBouncer's best mode: 1.18 cannot run -M prepared in transaction pooling
+    const bouncer =
+      w.kind === 'prepared'
+        ? summaries.find((x) => x.target === 'pgbouncer' && x.workload === `extended-c${w.clients}`)
+        : byTarget.get('pgbouncer');
     const direct = byTarget.get('direct');
     if (tide) {
       ratios.push({
         workload: w.id,
-        label: w.label,
+        label: w.kind === 'prepared' ? `${w.label} (PgBouncer: -M extended)` : w.label,
         tpsVsPgbouncer: div(tide.tps, bouncer?.tps),
         tpsVsDirect: div(tide.tps, direct?.tps),
         poolerCpuVsPgbouncer: div(tide.poolerCpuUs, bouncer?.poolerCpuUs),
