@@ -66,6 +66,14 @@ export class Pooler extends EventEmitter {
   readonly cancelKeys = new Map<string, ClientConn>();
   /** Protocol-level prepared statements of transaction/statement-mode clients, by query text (prepared.ts). */
   readonly stmts = new StmtRegistry();
+  private trackedSetCache: { from: readonly string[]; names: ReadonlySet<string> } | null = null;
+
+  /** track_set_parameters, lower case. */
+  trackedSetNames(): ReadonlySet<string> {
+    const list = this.settings.track_set_parameters;
+    if (this.trackedSetCache?.from !== list) this.trackedSetCache = { from: list, names: new Set(list.map((n) => n.toLowerCase())) };
+    return this.trackedSetCache.names;
+  }
   private servers: net.Server[] = [];
   private unixPath = '';
   readonly janitor: Janitor;

@@ -34,6 +34,9 @@ export const CLIENTS_COLUMNS: readonly Column[] = [
   ['prepared_statements', I], ['id', B],
 ];
 
+/** SHOW CLIENTS adds pgtide's `pinned`: why the client is kept on its server (session_state_policy = pin), or ''. */
+export const SHOW_CLIENTS_COLUMNS: readonly Column[] = [...CLIENTS_COLUMNS, ['pinned', T]];
+
 export const SOCKETS_COLUMNS: readonly Column[] = [
   ...CLIENTS_COLUMNS,
   ['recv_pos', I], ['pkt_pos', I], ['pkt_remain', I], ['send_pos', I], ['send_remain', I], ['pkt_avail', I],
@@ -89,6 +92,8 @@ export const SIMPLE_COLUMNS = {
   dns_hosts: [['hostname', T], ['ttl', B], ['addrs', T]],
   dns_zones: [['zonename', T], ['serial', B], ['count', I]],
   state: [['key', T], ['value', T]],
+  /** pgtide's own: per pool, what session_state_policy did. */
+  session_state: [['database', T], ['user', T], ['checks', B], ['pins', B], ['refusals', B], ['pinned_now', I], ['statement_retries', B]],
   /** pgtide's own: the protocol-level prepared statements tracked in transaction/statement mode. */
   prepared_statements: [['name', T], ['query', T], ['clients', I], ['servers', I], ['retries', B]],
   peers: [['peer_id', I], ['host', T], ['port', I], ['pool_size', I]],
@@ -106,7 +111,7 @@ const HELP = [
   'SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE',
   'SHOW DNS_HOSTS|DNS_ZONES',
   'SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS',
-  'SHOW PREPARED_STATEMENTS',
+  'SHOW PREPARED_STATEMENTS|SESSION_STATE',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>]',
@@ -267,9 +272,9 @@ function showPools(p: Pooler, con: AdminConsole): ResultWriter {
 }
 
 function showClients(p: Pooler, con: AdminConsole): ResultWriter {
-  const w = new ResultWriter(CLIENTS_COLUMNS);
+  const w = new ResultWriter(SHOW_CLIENTS_COLUMNS);
   const now = performance.now();
-  for (const c of allClients(p, con)) w.row(clientRow(c, now));
+  for (const c of allClients(p, con)) w.row([...clientRow(c, now), c.pinReason ?? '']);
   return w;
 }
 
@@ -485,6 +490,16 @@ export function runShow(p: Pooler, con: AdminConsole, _c: ClientConn, what: stri
       return showMem(p).finish();
     case 'state':
       return showState(p).finish();
+    case 'session_state': {
+      const w = new ResultWriter(SIMPLE_COLUMNS.session_state);
+      for (const pool of sortedPools(p)) {
+        let pinned = 0;
+        for (const c of pool.activeClients.toArray()) if (c.pinReason !== null) pinned++;
+        const st = pool.stats;
+        w.row([pool.db.name, pool.user.name, st.stateChecks, st.statePins, st.stateRefusals, pinned, st.stmtRetries]);
+      }
+      return w.finish();
+    }
     case 'prepared_statements': {
       const w = new ResultWriter(SIMPLE_COLUMNS.prepared_statements);
       const all = [...p.stmts.all()].sort((a, b) => a.id - b.id);

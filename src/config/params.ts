@@ -20,7 +20,8 @@ export type ParamArea =
   | 'console'
   | 'checks'
   | 'network'
-  | 'extras';
+  | 'extras'
+  | 'safety';
 
 export const AREAS: readonly { readonly area: ParamArea; readonly title: string }[] = [
   { area: 'generic', title: 'Generic / process' },
@@ -35,6 +36,7 @@ export const AREAS: readonly { readonly area: ParamArea; readonly title: string 
   { area: 'checks', title: 'Connection sanity checks' },
   { area: 'network', title: 'Low-level network' },
   { area: 'extras', title: 'Prepared statements and peers' },
+  { area: 'safety', title: 'Session state in transaction pooling (pgtide only)' },
 ];
 
 export interface ParamDef {
@@ -56,12 +58,15 @@ export interface ParamDef {
   readonly aliasOf?: string;
   /** int only: PgBouncer stores it unsigned (0 … 4294967295). */
   readonly unsigned?: boolean;
+  /** pgtide's own setting (PgBouncer has no such key). */
+  readonly pgtide?: boolean;
   /** int only: extra bounds pgtide checks. */
   readonly min?: number;
   readonly max?: number;
 }
 
 const POOL_MODES = ['session', 'transaction', 'statement'] as const satisfies readonly PoolMode[];
+const STATE_POLICIES = ['pin', 'refuse', 'allow'] as const;
 const AUTH_TYPES = [
   'any',
   'trust',
@@ -243,6 +248,8 @@ export const PARAMS = [
     doc: 'Whether server connections use TLS and how the server certificate is checked (libpq meanings).' },
   { name: 'service_name', kind: 'string', default: 'pgbouncer', aliasOf: 'job_name', reloadable: false, status: 'accepted', area: 'generic',
     doc: 'Windows service name.' },
+  { name: 'session_state_policy', kind: 'enum', default: 'pin', values: STATE_POLICIES, reloadable: true, status: 'supported', area: 'safety', pgtide: true,
+    doc: 'Transaction/statement mode, a statement that leaves session state behind (a SET not in track_set_parameters, SQL PREPARE, an advisory lock, a temporary table, a WITH HOLD cursor, LISTEN, LOAD, SET ROLE): pin = keep the client on its server until the state is gone; refuse = answer it with an error instead (simple protocol); allow = PgBouncer\'s behaviour (not looked at; the state stays on the server for the next client).' },
   { name: 'so_reuseport', kind: 'bool', default: '0', reloadable: false, status: 'accepted', area: 'network',
     doc: 'Set SO_REUSEPORT so several processes can listen on the same port.' },
   { name: 'stats_period', kind: 'int', default: '60', reloadable: true, status: 'supported', area: 'generic',
@@ -273,6 +280,8 @@ export const PARAMS = [
     doc: 'TCP_USER_TIMEOUT in milliseconds (0 = OS default).' },
   { name: 'track_extra_parameters', kind: 'list', default: 'IntervalStyle', reloadable: false, status: 'supported', area: 'pooling',
     doc: 'Extra reported server parameters to remember per client and restore on whichever server it gets.' },
+  { name: 'track_set_parameters', kind: 'list', default: 'statement_timeout,lock_timeout,idle_in_transaction_session_timeout,search_path,work_mem', reloadable: true, status: 'supported', area: 'safety', pgtide: true,
+    doc: 'Transaction/statement mode: settings a client may SET (or RESET) for its session; pgtide remembers them per client and applies them on whichever server the client gets, and resets them for the next client.' },
   { name: 'transaction_timeout', kind: 'time', default: '0', reloadable: true, status: 'accepted', area: 'timeouts',
     doc: 'Disconnect a client whose transaction has been open this long (0 = never).' },
   { name: 'unix_socket_dir', kind: 'string', default: '/tmp', reloadable: false, status: 'supported', area: 'generic',

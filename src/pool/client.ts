@@ -28,6 +28,8 @@ import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
 import { cstringEnd, PARSE_COMPLETE, Rq, withName, type Stmt } from './prepared.js';
+import { classify, Hazard } from './session-state.js';
+import { errorResponse, readyForQuery } from '../protocol/messages.js';
 
 /** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
 const TRACKED: ReadonlyMap<string, string> = new Map([
@@ -127,6 +129,16 @@ export class ClientConn extends Framer implements ListNode {
   stmts: Map<string, Stmt> | null = null;
   /** Sending a batch again (replay()). */
   private replaying = false;
+  /** Statements are looked at for session state (transaction/statement mode, session_state_policy not allow). */
+  private guard = false;
+  /** The current transaction ran a statement that may have left session state: check at its end. */
+  private stateDue = false;
+  /** Why the client is kept on its server between transactions (session state), or null. */
+  pinReason: string | null = null;
+  /** The track_set_parameters settings the client has SET (name → value), applied on every server it gets. */
+  setVars: Map<string, string> | null = null;
+  /** A refused statement left the server idle: release it once the current message is done. */
+  private releaseAfterRefusal = false;
   /** Rewritten messages to send once the bytes before them are out (act()). */
   private readonly out: Buffer[] = [];
   private startBuf: Buffer | null = null;
@@ -303,7 +315,9 @@ export class ClientConn extends Framer implements ListNode {
   onLinked(): void {
     this.forwarding = true;
     const st = this.pooler.settings;
-    this.track = st.max_prepared_statements > 0 && this.pool!.mode() !== 'session';
+    const pooled = this.pool!.mode() !== 'session';
+    this.track = st.max_prepared_statements > 0 && pooled;
+    this.guard = pooled && st.session_state_policy !== 'allow';
     this.server!.setTracking(this.track);
     const stash = this.stash;
     this.stash = null;
@@ -322,6 +336,7 @@ export class ClientConn extends Framer implements ListNode {
     this.forwarding = false;
     this.server?.setTracking(false);
     this.track = false;
+    this.guard = false;
     this.server = null;
     // paused because that server's socket was full: its 'drain' will not reach us any more, so read on (into the stash)
     if (!this.stash && !this.terminating && !this.closed && this.socket.isPaused()) this.socket.resume();
@@ -353,7 +368,7 @@ export class ClientConn extends Framer implements ListNode {
   // ---- request path (work phase) ----
 
   protected wantBody(type: number): boolean {
-    if (this.track) return STMT_TYPES[type] === 1;
+    if (this.forwarding) return (this.track && STMT_TYPES[type] === 1) || (this.guard && (type === FE.Query || type === FE.Parse));
     return this.state === ClientState.Login || this.admin !== null;
   }
 
@@ -399,7 +414,16 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
-    if (this.track) return this.onStmtMessage(type, buf, start, end);
+    if (this.forwarding) {
+      if (type === FE.Query) return this.onQuery(buf, start, end);
+      if (type === FE.Parse && this.guard) {
+        const nameEnd = cstringEnd(buf, start + 5, end);
+        const textEnd = nameEnd < 0 ? -1 : cstringEnd(buf, nameEnd, end);
+        if (textEnd > 0 && classify(buf, nameEnd, textEnd - 1, this.pooler.trackedSetNames()).hazard !== Hazard.None) this.stateDue = true;
+      }
+      if (this.track) return this.onStmtMessage(type, buf, start, end);
+      return this.onHeader(type);
+    }
     if (this.admin !== null && this.state !== ClientState.Login) {
       this.pooler.console.onMessage(this, type, buf.subarray(start, end));
       return Verdict.Skip;
@@ -477,6 +501,10 @@ export class ClientConn extends Framer implements ListNode {
         return Verdict.Skip;
       }
       const st = this.pooler.stmts.intern(buf, nameEnd, end);
+      if (st.hazard < 0) {
+        const textEnd = cstringEnd(buf, nameEnd, end);
+        st.hazard = textEnd < 0 ? Hazard.None : classify(buf, nameEnd, textEnd - 1, this.pooler.trackedSetNames()).hazard;
+      }
       map.set(name, st);
       st.clientRefs++;
       stats.clientParseCount++;
@@ -495,6 +523,7 @@ export class ClientConn extends Framer implements ListNode {
       }
       if (type === FE.Bind) {
         stats.bindCount++;
+        if (this.guard && st.hazard > 0) this.stateDue = true;
         if (!this.replaying && s.canCapture()) captureBatch(s, st, buf, start, end);
       }
       s.ensurePrepared(st, this.out);
@@ -570,6 +599,71 @@ export class ClientConn extends Framer implements ListNode {
     if (!this.closed && this.socket.isPaused()) this.socket.resume();
   }
 
+  /** A simple Query while session state is watched: look at it; under session_state_policy = refuse, maybe refuse it. */
+  private onQuery(buf: Buffer, start: number, end: number): Verdict {
+    const cl = classify(buf, start + 5, end - 1, this.pooler.trackedSetNames());
+    if (cl.hazard !== Hazard.None) {
+      const s = this.server!;
+      if (cl.hazard === Hazard.State && this.pooler.settings.session_state_policy === 'refuse' && this.pinReason === null && s.outstanding === 0 && !s.dirty) {
+        const msg = `${cl.what} is not allowed in ${this.pool!.mode()} pooling: it would stay on the server connection after the transaction`;
+        log.log(`refused: ${msg}`, this);
+        this.pool!.stats.stateRefusals++;
+        const reply = Buffer.concat([
+          errorResponse({ severity: 'ERROR', code: SqlState.FeatureNotSupported, message: msg,
+            hint: 'session_state_policy = refuse in pgtide\'s configuration; "pin" keeps such a client on its server instead' }),
+          readyForQuery(s.txStatus),
+        ]);
+        this.bytesOut(reply.length);
+        this.write(reply);
+        if (s.txStatus === 0x49 && !this.stateDue) {
+          this.releaseAfterRefusal = true;
+          this.actionPending = true;
+        }
+        return Verdict.Skip;
+      }
+      this.stateDue = true;
+    }
+    return this.onHeader(FE.Query);
+  }
+
+  /** Whether the server may only go back to the pool after a session-state check. */
+  stateCheckDue(): boolean {
+    return this.stateDue || this.pinReason !== null;
+  }
+
+  /** A session-state check is running on the linked server: what the client sends meanwhile waits. */
+  holdRequests(): void {
+    this.forwarding = false;
+  }
+
+  /** The result of a session-state check: the tracked settings the session has, and whether it must stay. */
+  stateChecked(tracked: Map<string, string>, pin: string | null): void {
+    this.stateDue = false;
+    this.setVars = tracked.size > 0 ? tracked : null;
+    const was = this.pinReason;
+    this.pinReason = pin;
+    if (pin !== null && was === null) {
+      this.pool!.stats.statePins++;
+      log.log(`pinned to its server connection: session state left by the transaction (${pin})`, this);
+    } else if (pin === null && was !== null) {
+      log.log('unpinned: the session state is gone', this);
+    }
+  }
+
+  /** After a release: a request that arrived meanwhile needs a server. */
+  requestIfWaiting(): void {
+    if (this.stash !== null && !this.closed && this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
+  }
+
+  trackedSetNames(): ReadonlySet<string> {
+    return this.pooler.trackedSetNames();
+  }
+
+  /** Lower-case names of the parameters the varcache follows for this client. */
+  varcacheNames(): ReadonlySet<string> {
+    return new Set([...this.vars.keys()].map((k) => k.toLowerCase()));
+  }
+
   private malformed(type: number): Verdict {
     this.fail(protocolViolation(`invalid message format (message type '${String.fromCharCode(type)}')`));
     return Verdict.Skip;
@@ -613,6 +707,11 @@ export class ClientConn extends Framer implements ListNode {
     if (out.length > 0) {
       for (let i = 0; i < out.length; i++) this.emit(out[i]!);
       out.length = 0;
+    }
+    if (this.releaseAfterRefusal) {
+      this.releaseAfterRefusal = false;
+      const s = this.server;
+      if (s && s.outstanding === 0 && !s.dirty && s.txStatus === 0x49) s.clientAtBoundary();
     }
     if (this.terminating) this.close('client close request');
   }
@@ -862,7 +961,8 @@ export class ClientConn extends Framer implements ListNode {
       // a clean server goes back to the pool; anything else (request in flight, open transaction, COPY,
       // unsynced extended-protocol state, a half-sent message) is closed, as PgBouncer does. What was
       // already sent still reaches PostgreSQL: close() lets queued bytes drain before the socket goes.
-      if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal() && s.txStatus === 0x49 && s.replies.count === 0 && this.atBoundary())
+      if (this.stateCheckDue() && this.guard) s.close('client with session state left'); // never handed on
+      else if (s.outstanding === 0 && !s.dirty && !s.copyIn && !s.busyInternal() && s.txStatus === 0x49 && s.replies.count === 0 && this.atBoundary())
         s.pool.release(s);
       else s.close('client disconnect while server was not ready');
     }

@@ -23,6 +23,8 @@ export class Stmt {
   serverRefs = 0;
   /** Batches sent again after the server's copy failed (stale plan after DDL, or gone). */
   retries = 0;
+  /** Whether running it may leave session state (session-state.ts Hazard), once looked at; -1 = not yet. */
+  hazard = -1;
   /** Server-side name. */
   readonly name: string;
   /** The name as a C string, for rewriting Bind/Describe. */

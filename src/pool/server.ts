@@ -28,6 +28,7 @@ import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
 import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
+import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 
 const enum After {
   None = 0,
@@ -80,6 +81,8 @@ export class ServerConn extends Framer implements ListNode {
   paramsKey: string | null = null;
   /** Values the server reported with ParameterStatus (its current settings). */
   readonly params = new Map<string, string>();
+  /** track_set_parameters settings this session has SET (name → value): reset for a client without them. */
+  setVars: Map<string, string> | null = null;
   backendPid = 0;
   backendKey = 0;
   readonly connectTime = clock.now;
@@ -120,6 +123,8 @@ export class ServerConn extends Framer implements ListNode {
   private scram: ScramClientExchange | null = null;
   private internalDone: ((err: PoolerError | null) => void) | null = null;
   private internalError: PoolerError | null = null;
+  /** Rows of the running internal query, when its caller wants them (runInternal with rows). */
+  private internalRows: (string | null)[][] | null = null;
   private after = After.None;
   private closed = false;
   private remoteDesc = '';
@@ -347,9 +352,10 @@ export class ServerConn extends Framer implements ListNode {
   // ---- the pooler's own queries (SET, reset, check, connect_query) ----
 
   /** Send a simple query whose whole reply is swallowed; cb gets the first error, if any. */
-  runInternal(sql: string, cb: (err: PoolerError | null) => void): void {
+  runInternal(sql: string, cb: (err: PoolerError | null) => void, rows?: (string | null)[][]): void {
     this.internalDone = cb;
     this.internalError = null;
+    this.internalRows = rows ?? null;
     this.socket!.write(query(sql));
   }
 
@@ -364,14 +370,20 @@ export class ServerConn extends Framer implements ListNode {
       const name = r.cstring();
       this.params.set(name, r.cstring());
       this.paramsKey = null;
+    } else if (type === BE.DataRow) {
+      if (this.internalRows) this.internalRows.push(dataRowValues(this.reader.reset(buf, start + 5, end)));
     } else if (type === BE.CommandComplete) {
-      if (end - start > 6 && buf[start + 5] === 0x44 && isDeallocateAll(buf.toString('latin1', start + 5, end - 1))) this.clearStmts();
+      if (end - start > 6 && buf[start + 5] === 0x44 && isDeallocateAll(buf.toString('latin1', start + 5, end - 1))) {
+        this.clearStmts();
+        this.setVars = null;
+      }
     } else if (type === BE.ReadyForQuery) {
       this.txStatus = buf[start + 5]!;
       const cb = this.internalDone!;
       const err = this.internalError;
       this.internalDone = null;
       this.internalError = null;
+      this.internalRows = null;
       cb(err);
     }
   }
@@ -379,16 +391,21 @@ export class ServerConn extends Framer implements ListNode {
   /** Linked to a client: bring the server's tracked parameters in line with the client's, then go. */
   prepareForClient(c: ClientConn): void {
     const key = c.varsKey();
-    if (key === this.paramsKey) {
+    const setVars = c.setVars;
+    if (key === this.paramsKey && setVars === null && this.setVars === null) {
       c.onLinked();
       return;
     }
     let sets = '';
-    for (const [name, value] of c.vars) {
-      const cur = this.params.get(name);
-      if (cur === value || value === '' || (cur !== undefined && cur.toLowerCase() === value.toLowerCase())) continue;
-      sets += `SET ${name}=${quoteLiteral(value)};`;
+    if (key !== this.paramsKey) {
+      for (const [name, value] of c.vars) {
+        const cur = this.params.get(name);
+        if (cur === value || (value === '' && cur === undefined) || (cur !== undefined && cur.toLowerCase() === value.toLowerCase())) continue;
+        sets += `SET ${name}=${quoteLiteral(value)};`;
+      }
     }
+    // track_set_parameters: the client's SETs made here, other clients' undone
+    if (setVars !== null || this.setVars !== null) sets += applySql(setVars ?? NO_VARS, this.setVars ?? NO_VARS);
     if (!sets) {
       this.paramsKey = key;
       c.onLinked();
@@ -401,10 +418,50 @@ export class ServerConn extends Framer implements ListNode {
         this.close('invalid server parameter');
         return;
       }
-      for (const [name, value] of c.vars) if (value !== '') this.params.set(name, value);
+      for (const [name, value] of c.vars) if (value !== '' || this.params.has(name)) this.params.set(name, value);
       this.paramsKey = c.varsKey();
+      this.setVars = setVars === null ? null : new Map(setVars);
       c.onLinked();
     });
+  }
+
+  /**
+   * The end of a transaction that may have left session state (or of any transaction of a pinned client): ask
+   * PostgreSQL what the session holds, then release the server or keep the client on it.
+   */
+  private checkState(c: ClientConn): void {
+    c.holdRequests();
+    const rows: (string | null)[][] = [];
+    this.pool.stats.stateChecks++;
+    this.runInternal(
+      STATE_CHECK_SQL,
+      (err) => {
+        if (this.client !== c) return;
+        if (err) {
+          this.close(`session state check failed: ${err.message}`);
+          return;
+        }
+        const st = this.pooler.settings;
+        const res = readStateCheck(rows, c.trackedSetNames(), c.varcacheNames());
+        this.setVars = res.tracked.size > 0 ? res.tracked : null;
+        if (st.session_state_policy === 'allow' || res.pin === null) {
+          c.stateChecked(res.tracked, null);
+          this.pool.release(this);
+          c.requestIfWaiting();
+        } else {
+          c.stateChecked(res.tracked, res.pin);
+          c.onLinked();
+        }
+      },
+      rows,
+    );
+  }
+
+  /** Give the server back at the end of a transaction, after a session-state check if one is due. */
+  private releaseAtEnd(): void {
+    const c = this.client;
+    if (c !== null && c.stateCheckDue()) this.checkState(c);
+    else this.pool.release(this);
   }
 
   // ---- reply path ----
@@ -515,7 +572,7 @@ export class ServerConn extends Framer implements ListNode {
         // the backend already has part of the client's current message: it must get the rest before anyone else
         this.releaseWhenClientDone = this.client?.midMessage ?? false;
         if (this.releaseWhenClientDone) break;
-        this.pool.release(this);
+        this.releaseAtEnd();
         break;
       case After.Retry: {
         const r = this.retry!;
@@ -590,7 +647,7 @@ export class ServerConn extends Framer implements ListNode {
   clientAtBoundary(): void {
     this.releaseWhenClientDone = false;
     if (this.client && this.outstanding === 0 && !this.dirty && !this.copyIn && this.txStatus === TxStatus.Idle && this.pool.mode() !== 'session')
-      this.pool.release(this);
+      this.releaseAtEnd();
   }
 
   // ---- prepared statements (tracking mode) ----
@@ -897,6 +954,18 @@ export class ServerConn extends Framer implements ListNode {
   get isClosed(): boolean {
     return this.closed;
   }
+}
+
+const NO_VARS: ReadonlyMap<string, string> = new Map();
+
+/** A DataRow's columns as text (null for SQL NULL). */
+function dataRowValues(r: Reader): (string | null)[] {
+  const out: (string | null)[] = [];
+  for (let n = r.i16(); n > 0; n--) {
+    const len = r.i32();
+    out.push(len < 0 ? null : r.bytes(len).toString('utf8'));
+  }
+  return out;
 }
 
 function isDeallocateAll(tag: string): boolean {

@@ -27,6 +27,11 @@ function int32(n: number): Buffer {
 export const READY_IDLE = typed(BE.ReadyForQuery, Buffer.from([TxStatus.Idle]));
 export const READY_IN_TX = typed(BE.ReadyForQuery, Buffer.from([TxStatus.InTransaction]));
 export const READY_FAILED = typed(BE.ReadyForQuery, Buffer.from([TxStatus.Failed]));
+
+/** ReadyForQuery with the given transaction status byte. */
+export function readyForQuery(status: number): Buffer {
+  return status === TxStatus.Idle ? READY_IDLE : status === TxStatus.InTransaction ? READY_IN_TX : READY_FAILED;
+}
 export const AUTH_OK = typed(BE.Authentication, int32(AuthCode.Ok));
 export const AUTH_CLEARTEXT = typed(BE.Authentication, int32(AuthCode.CleartextPassword));
 export const TERMINATE = typed(FE.Terminate, Buffer.alloc(0));

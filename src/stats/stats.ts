@@ -20,6 +20,10 @@ export class PoolStats {
   bindCount = 0;
   /** Batches retried after a shared prepared statement failed (pgtide's own counter). */
   stmtRetries = 0;
+  /** Session-state checks run, clients pinned to their server, statements refused (session_state_policy). */
+  stateChecks = 0;
+  statePins = 0;
+  stateRefusals = 0;
 
   received(n: number): void {
     this.bytesReceived += n;
@@ -70,6 +74,9 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.serverParseCount += s.serverParseCount;
     t.bindCount += s.bindCount;
     t.stmtRetries += s.stmtRetries;
+    t.stateChecks += s.stateChecks;
+    t.statePins += s.statePins;
+    t.stateRefusals += s.stateRefusals;
   }
   return t;
 }

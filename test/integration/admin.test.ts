@@ -24,7 +24,7 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us',
     'pool_mode', 'load_balance_hosts',
   ],
-  CLIENTS: CLIENT_COLUMNS,
+  CLIENTS: [...CLIENT_COLUMNS, 'pinned'], // pgtide adds `pinned` at the end (docs/admin.md)
   SERVERS: CLIENT_COLUMNS,
   SOCKETS: [...CLIENT_COLUMNS, 'recv_pos', 'pkt_pos', 'pkt_remain', 'send_pos', 'send_remain', 'pkt_avail', 'send_avail'],
   ACTIVE_SOCKETS: [...CLIENT_COLUMNS, 'recv_pos', 'pkt_pos', 'pkt_remain', 'send_pos', 'send_remain', 'pkt_avail', 'send_avail'],

@@ -137,13 +137,14 @@ test("server_check_query = '' turns the check off: an idle server is reused with
 
 // ---- server_reset_query_always ----
 
-test('server_reset_query_always=1 (transaction mode): a SET does not leak to the next client of the server; with 0 it does', async (t) => {
+test('server_reset_query_always=1 (transaction mode): a SET does not leak to the next client of the server; with 0 it does (PgBouncer\'s behaviour, session_state_policy = allow)', async (t) => {
   const defaultWorkMem = await server.psql('show work_mem', 'app');
   assert.notEqual(defaultWorkMem, '7MB');
 
   for (const always of [1, 0]) {
     const b = track(t, await pgtideWith(server, {
       pool_mode: 'transaction', default_pool_size: 1, server_reset_query_always: always, query_wait_timeout: 5,
+      session_state_policy: 'allow',
     }));
     const setter = await appClient(t, b);
     const pid = await pidOf(setter);

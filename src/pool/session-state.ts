@@ -1,0 +1,186 @@
+/* Session state in transaction and statement pooling.
+ *
+ * A statement that may leave state on its server connection (a SET, SQL PREPARE, an advisory lock, a temporary
+ * table, a WITH HOLD cursor, LISTEN, LOAD, …) is spotted by a cheap look at its text: the leading keyword, and for
+ * other statements a byte search for the two functions that matter. Spotting one only marks the transaction; what
+ * is really left is asked from PostgreSQL once the transaction is over (STATE_CHECK_SQL), which also covers
+ * rollbacks, SET LOCAL, RESET, unlocks and DISCARD. Settings named in track_set_parameters then follow the client
+ * from server to server; anything else pins the client to its server until it is gone (session_state_policy). */
+
+/** What a statement's text says about session state. */
+export const enum Hazard {
+  None = 0,
+  /** May change tracked settings or release state (SET of a tracked name, RESET, DISCARD, UNLISTEN, …): check. */
+  Check = 1,
+  /** May create state that pins the client: check, or refuse under session_state_policy = refuse. */
+  State = 2,
+}
+
+export interface Classified {
+  hazard: Hazard;
+  /** What it is, for the log and the refusal ("SET statement_timeout", "advisory lock", …). */
+  what: string;
+}
+
+const NONE: Classified = { hazard: Hazard.None, what: '' };
+
+/** Skip blanks and comments from pos; returns the position of the first significant byte. */
+function skipBlank(buf: Buffer, pos: number, end: number): number {
+  while (pos < end) {
+    const c = buf[pos]!;
+    if (c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d || c === 0x28 /* ( */ || c === 0x3b /* ; */) {
+      pos++;
+    } else if (c === 0x2d && buf[pos + 1] === 0x2d) {
+      const nl = buf.indexOf(0x0a, pos);
+      pos = nl < 0 || nl >= end ? end : nl + 1;
+    } else if (c === 0x2f && buf[pos + 1] === 0x2a) {
+      const close = buf.indexOf('*/', pos + 2, 'latin1');
+      pos = close < 0 || close >= end ? end : close + 2;
+    } else {
+      break;
+    }
+  }
+  return pos;
+}
+
+/** The identifier-ish word at pos, lower-cased ('' if none), and where it ends. */
+function word(buf: Buffer, pos: number, end: number): [string, number] {
+  let e = pos;
+  while (e < end) {
+    const c = buf[e]! | 0x20;
+    if ((c >= 0x61 && c <= 0x7a) || (buf[e]! >= 0x30 && buf[e]! <= 0x39) || buf[e] === 0x5f || buf[e] === 0x2e) e++;
+    else break;
+  }
+  return [buf.toString('latin1', pos, e).toLowerCase(), e];
+}
+
+/** Case-insensitive search for an ASCII needle (given in lower case) in buf[start..end). */
+function contains(buf: Buffer, start: number, end: number, lower: string, upper: string): boolean {
+  const a = buf.indexOf(lower, start, 'latin1');
+  if (a >= 0 && a < end) return true;
+  const b = buf.indexOf(upper, start, 'latin1');
+  return b >= 0 && b < end;
+}
+
+/**
+ * Classify the SQL text buf[start..end) (a Query's string, or a Parse's query). `tracked` holds the lower-case
+ * names of track_set_parameters.
+ */
+export function classify(buf: Buffer, start: number, end: number, tracked: ReadonlySet<string>): Classified {
+  const pos = skipBlank(buf, start, end);
+  if (pos >= end) return NONE;
+  const c = buf[pos]! | 0x20;
+  // the common statements first: nothing to see unless they call the two functions that leave state
+  if (c === 0x73 /* s */ || c === 0x77 /* w */ || c === 0x69 /* i */ || c === 0x75 /* u */ || c === 0x64 /* d */) {
+    const [w, e] = word(buf, pos, end);
+    if (w === 'set') return classifySet(buf, e, end, tracked);
+    if (w === 'unlisten' || w === 'discard' || w === 'deallocate') return { hazard: Hazard.Check, what: w.toUpperCase() };
+    if (w === 'declare' && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD' };
+    if (contains(buf, e, end, 'advisory_lock', 'ADVISORY_LOCK')) return { hazard: Hazard.State, what: 'advisory lock' };
+    if (contains(buf, e, end, 'advisory_unlock', 'ADVISORY_UNLOCK')) return { hazard: Hazard.Check, what: 'advisory unlock' };
+    if (contains(buf, e, end, 'set_config', 'SET_CONFIG')) return { hazard: Hazard.Check, what: 'set_config' };
+    return NONE;
+  }
+  const [w, e] = word(buf, pos, end);
+  switch (w) {
+    case 'reset':
+      return { hazard: Hazard.Check, what: 'RESET' };
+    case 'prepare':
+      return { hazard: Hazard.State, what: 'PREPARE' };
+    case 'listen':
+      return { hazard: Hazard.State, what: 'LISTEN' };
+    case 'load':
+      return { hazard: Hazard.State, what: 'LOAD' };
+    case 'create': {
+      const [w2, e2] = word(buf, skipBlank(buf, e, end), end);
+      let temp = w2 === 'temp' || w2 === 'temporary';
+      if (!temp && (w2 === 'local' || w2 === 'global')) {
+        const [w3] = word(buf, skipBlank(buf, e2, end), end);
+        temp = w3 === 'temp' || w3 === 'temporary';
+      }
+      if (temp && !contains(buf, e2, end, 'on commit drop', 'ON COMMIT DROP')) return { hazard: Hazard.State, what: 'CREATE TEMP' };
+      return NONE;
+    }
+    case 'close':
+    case 'drop':
+      return { hazard: Hazard.Check, what: w.toUpperCase() };
+    default:
+      if (contains(buf, e, end, 'advisory_lock', 'ADVISORY_LOCK')) return { hazard: Hazard.State, what: 'advisory lock' };
+      return NONE;
+  }
+}
+
+/** SET …: LOCAL and transaction-level forms leave nothing; a tracked name is followed; anything else is state. */
+function classifySet(buf: Buffer, pos: number, end: number, tracked: ReadonlySet<string>): Classified {
+  let [name, e] = word(buf, skipBlank(buf, pos, end), end);
+  if (name === 'local' || name === 'transaction' || name === 'constraints') return NONE;
+  if (name === 'session') {
+    [name, e] = word(buf, skipBlank(buf, e, end), end);
+    if (name === 'characteristics') return { hazard: Hazard.State, what: 'SET SESSION CHARACTERISTICS' };
+    if (name === 'authorization') return { hazard: Hazard.State, what: 'SET SESSION AUTHORIZATION' };
+  }
+  if (name === 'time') name = 'timezone'; // SET TIME ZONE
+  if (tracked.has(name) || REPORTED.has(name)) return { hazard: Hazard.Check, what: `SET ${name}` };
+  return { hazard: Hazard.State, what: `SET ${name || '…'}` };
+}
+
+/** Settings PostgreSQL reports with ParameterStatus: followed by the varcache already. */
+export const REPORTED: ReadonlySet<string> = new Set([
+  'client_encoding', 'datestyle', 'timezone', 'standard_conforming_strings', 'application_name', 'intervalstyle',
+  'is_superuser', 'server_encoding', 'server_version', 'integer_datetimes', 'in_hot_standby', 'default_transaction_read_only',
+  'scram_iterations',
+]);
+
+/**
+ * Asked at the end of a transaction that showed a hazard (and after every transaction of a pinned client): the
+ * session-level settings, then counts of what else a session can hold. Rows are (name, value).
+ */
+export const STATE_CHECK_SQL =
+  "select name, setting from pg_settings where source = 'session'" +
+  " union all select '#advisory locks', count(*)::text from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()" +
+  " union all select '#WITH HOLD cursors', count(*)::text from pg_cursors where is_holdable" +
+  " union all select '#prepared statements (SQL PREPARE)', count(*)::text from pg_prepared_statements where from_sql" +
+  " union all select '#temporary tables', count(*)::text from pg_class where relnamespace = pg_my_temp_schema()" +
+  " union all select '#LISTEN', count(*)::text from pg_listening_channels()";
+
+export interface StateCheck {
+  /** Tracked settings and their values (what the client's session has). */
+  tracked: Map<string, string>;
+  /** Why the client must stay on this server, or null. */
+  pin: string | null;
+}
+
+/** Read STATE_CHECK_SQL's rows. `varcache` holds the lower-case names the varcache follows. */
+export function readStateCheck(rows: (string | null)[][], tracked: ReadonlySet<string>, varcache: ReadonlySet<string>): StateCheck {
+  const out = new Map<string, string>();
+  const reasons: string[] = [];
+  for (const [name, value] of rows) {
+    if (name === null) continue;
+    if (name.startsWith('#')) {
+      if (value !== null && value !== '0') reasons.push(`${name.slice(1)}: ${value}`);
+    } else if (tracked.has(name.toLowerCase())) {
+      out.set(name, value ?? '');
+    } else if (!varcache.has(name.toLowerCase()) && !REPORTED.has(name.toLowerCase())) {
+      reasons.push(`SET ${name}`);
+    }
+  }
+  return { tracked: out, pin: reasons.length > 0 ? reasons.join(', ') : null };
+}
+
+/** The statements that make a server's tracked settings equal to the client's. */
+export function applySql(client: ReadonlyMap<string, string>, server: ReadonlyMap<string, string>): string {
+  let sql = '';
+  for (const [name, value] of client) {
+    if (server.get(name) !== value) sql += `select pg_catalog.set_config(${lit(name)}, ${lit(value)}, false);`;
+  }
+  for (const name of server.keys()) if (!client.has(name)) sql += `RESET ${ident(name)};`;
+  return sql;
+}
+
+function lit(v: string): string {
+  return "'" + v.replace(/'/g, "''") + "'";
+}
+
+function ident(v: string): string {
+  return '"' + v.replace(/"/g, '""') + '"';
+}

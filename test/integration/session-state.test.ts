@@ -1,0 +1,168 @@
+// Session state in transaction pooling: tracked SETs follow their client and never reach another one (10,000
+// randomized steps over 8 clients sharing 3 servers), advisory locks and SQL PREPARE pin the client to its server
+// until released, a client leaving with state takes its server with it, and session_state_policy = refuse answers
+// such statements with an error instead.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { sharedPostgres } from '../harness/postgres.js';
+import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
+import { appClient, stillServes, waitFor, type PgError } from '../harness/util.js';
+
+async function admin(b: Pgtide, sql: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** A small deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('SET statement_timeout / search_path / application_name follow their client and are never seen by another (10,000 random steps)', { timeout: 120_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 3, max_client_conn: 50, admin_users: 'app' }));
+  const CLIENTS = 8;
+  const STEPS = 10_000;
+  const clients = await Promise.all(Array.from({ length: CLIENTS }, () => appClient(t, b)));
+  const defaults = (await clients[0]!.query("select current_setting('statement_timeout') as st, current_setting('search_path') as sp, current_setting('application_name') as an")).rows[0] as Record<string, string>;
+  const servers = new Set<number>();
+  let checked = 0;
+
+  async function run(i: number, steps: number): Promise<void> {
+    const c = clients[i]!;
+    const rand = rng(1000 + i);
+    // what this client's session must show; values are unique to the client so a leak is recognisable
+    const want = { st: defaults.st!, sp: defaults.sp!, an: defaults.an! };
+    for (let step = 0; step < steps; step++) {
+      const r = rand();
+      const v = `${i}_${step}`;
+      if (r < 0.15) {
+        const ms = 1001 + i * 100 + (step % 50); // never a whole number of seconds (shown as "1s")
+        await c.query(`SET statement_timeout = ${ms}`);
+        want.st = `${ms}ms`;
+      } else if (r < 0.3) {
+        await c.query(`SET search_path = s${v}, public`);
+        want.sp = `s${v}, public`;
+      } else if (r < 0.4) {
+        await c.query(`SET application_name = 'a${v}'`);
+        want.an = `a${v}`;
+      } else if (r < 0.45) {
+        await c.query('RESET statement_timeout');
+        want.st = defaults.st!;
+      } else if (r < 0.5) {
+        // rolled back: no change
+        await c.query('BEGIN');
+        await c.query(`SET search_path = rolled${v}`);
+        await c.query('ROLLBACK');
+      } else if (r < 0.55) {
+        // SET LOCAL: no change after the transaction
+        await c.query('BEGIN');
+        await c.query('SET LOCAL statement_timeout = 1');
+        await c.query('COMMIT');
+      } else {
+        const row = (await c.query("select current_setting('statement_timeout') as st, current_setting('search_path') as sp, current_setting('application_name') as an, pg_backend_pid() as pid")).rows[0] as Record<string, string>;
+        servers.add(Number(row.pid));
+        assert.deepEqual({ st: row.st, sp: row.sp, an: row.an }, want, `client ${i} step ${step}: saw another session's settings`);
+        checked++;
+      }
+    }
+  }
+  await Promise.all(clients.map((_, i) => run(i, STEPS / CLIENTS)));
+  assert.ok(checked > 3000, `${checked} checks`);
+  assert.equal(servers.size, 3, 'the clients shared 3 servers');
+  // no client ended up pinned: everything they did is tracked
+  const rows = (await admin(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
+  assert.deepEqual(rows.map((r) => r.pinned), Array(CLIENTS).fill(''));
+  await stillServes(b);
+});
+
+test('an advisory lock pins its client to the server until unlocked; a client leaving with one takes the server with it', { timeout: 60_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app', query_wait_timeout: 10 }));
+  const holder = await appClient(t, b);
+  const others = await Promise.all([appClient(t, b), appClient(t, b), appClient(t, b)]);
+  const holderPid = Number((await holder.query('select pg_backend_pid() as pid, pg_advisory_lock(4242)')).rows[0].pid);
+  // the check runs right after the transaction's ReadyForQuery went out
+  const pinned = await waitFor('the holder to be pinned', async () => {
+    const rows = (await admin(b, 'SHOW CLIENTS')).filter((r) => r.pinned !== '' && r.database === 'app');
+    return rows.length === 1 ? rows : null;
+  });
+  assert.match(String(pinned[0]!.pinned), /advisory locks: 1/);
+  assert.match(b.log(), /pinned to its server connection: session state left by the transaction \(advisory locks: 1\)/);
+
+  // the others share the one remaining server; none of them is ever in the holder's session
+  for (let round = 0; round < 30; round++) {
+    const got = await Promise.all(others.map((c) => c.query('select pg_backend_pid() as pid, pg_try_advisory_xact_lock(4242) as ok')));
+    for (const g of got) {
+      assert.notEqual(Number(g.rows[0].pid), holderPid);
+      assert.equal(g.rows[0].ok, false, 'the lock is held by the holder, in another session');
+    }
+    // the holder keeps its server across transactions
+    assert.equal(Number((await holder.query('select pg_backend_pid() as pid')).rows[0].pid), holderPid);
+  }
+  await holder.query('select pg_advisory_unlock(4242)');
+  await waitFor('the holder to be unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  assert.equal((await others[0]!.query('select pg_try_advisory_xact_lock(4242) as ok')).rows[0].ok, true);
+
+  // leaving while holding one: that server is closed, never handed to anyone
+  await holder.query('select pg_advisory_lock(4343)');
+  const pid2 = Number((await holder.query('select pg_backend_pid() as pid')).rows[0].pid);
+  await holder.end();
+  await waitFor('the server to be closed', async () => (await admin(b, 'SHOW SERVERS')).every((r) => Number(r.remote_pid) !== pid2) || null);
+  for (const c of others) assert.equal((await c.query('select pg_try_advisory_xact_lock(4343) as ok')).rows[0].ok, true);
+  const ss = (await admin(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
+  assert.equal(Number(ss.pins), 2);
+  await stillServes(b);
+});
+
+test('SQL PREPARE pins until DEALLOCATE; a temporary table until dropped; session_state_policy = refuse answers with an error instead', { timeout: 60_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
+  const c = await appClient(t, b);
+  await c.query('PREPARE two AS select 2 as n');
+  for (let i = 0; i < 5; i++) assert.equal((await c.query('EXECUTE two')).rows[0].n, 2);
+  const pin = await waitFor('pinned', async () => (await admin(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
+  assert.match(String(pin), /prepared statements \(SQL PREPARE\): 1/);
+  await c.query('DEALLOCATE two');
+  await waitFor('unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await c.query('CREATE TEMP TABLE tmp_pin (a int)');
+  await c.query('insert into tmp_pin values (1)');
+  assert.equal((await c.query('select count(*)::int as n from tmp_pin')).rows[0].n, 1);
+  await c.query('DROP TABLE tmp_pin');
+  await waitFor('unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  // ON COMMIT DROP leaves nothing
+  await c.query('BEGIN; CREATE TEMP TABLE tmp_x (a int) ON COMMIT DROP; COMMIT');
+  assert.ok((await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''));
+
+  const r = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, session_state_policy: 'refuse', admin_users: 'app' }));
+  const d = await appClient(t, r);
+  await assert.rejects(d.query('SET enable_seqscan = off'), (e: PgError) => {
+    assert.equal(e.code, '0A000');
+    assert.match(e.message, /SET enable_seqscan is not allowed in transaction pooling: it would stay on the server connection/);
+    return true;
+  });
+  await assert.rejects(d.query('PREPARE p AS select 1'), (e: PgError) => e.code === '0A000');
+  await assert.rejects(d.query('select pg_advisory_lock(1)'), (e: PgError) => e.code === '0A000');
+  await d.query('SET statement_timeout = 1234'); // tracked: allowed
+  assert.equal((await d.query("select current_setting('statement_timeout') as v")).rows[0].v, '1234ms');
+  assert.equal((await d.query("select current_setting('enable_seqscan') as v")).rows[0].v, 'on');
+  const e = await appClient(t, r);
+  assert.equal((await e.query("select current_setting('statement_timeout') as v")).rows[0].v, '0');
+  const ss = (await admin(r, 'SHOW SESSION_STATE')).find((x) => x.database === 'app')!;
+  assert.equal(Number(ss.refusals), 3);
+  assert.match(r.log(), /refused: SET enable_seqscan is not allowed/);
+  await stillServes(r);
+  await stillServes(b);
+});
