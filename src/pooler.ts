@@ -19,6 +19,7 @@ import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
 import { StmtRegistry } from './pool/prepared.js';
+import { NotifyHub } from './pool/notify.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 import { buildClientTls, type ClientTls } from './net/tls.js';
 
@@ -66,6 +67,8 @@ export class Pooler extends EventEmitter {
   readonly cancelKeys = new Map<string, ClientConn>();
   /** Protocol-level prepared statements of transaction/statement-mode clients, by query text (prepared.ts). */
   readonly stmts = new StmtRegistry();
+  /** LISTEN/NOTIFY for transaction/statement-mode clients (notify.ts). */
+  readonly notify = new NotifyHub();
   private trackedSetCache: { from: readonly string[]; names: ReadonlySet<string> } | null = null;
 
   /** track_set_parameters, lower case. */
@@ -594,6 +597,7 @@ export class Pooler extends EventEmitter {
   /** Close every connection now. */
   async close(): Promise<void> {
     this.shutdown = 'immediate';
+    this.notify.shutdown();
     this.janitor.stop();
     // net.Server.close() settles only once every accepted connection is gone: close them first, then wait
     const listeners = this.closeListeners();

@@ -29,6 +29,8 @@ import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
 import { cstringEnd, PARSE_COMPLETE, Rq, withName, type Stmt } from './prepared.js';
 import { classify, Hazard } from './session-state.js';
+import { parseListen } from './notify.js';
+import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
 
 /** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
@@ -139,6 +141,10 @@ export class ClientConn extends Framer implements ListNode {
   setVars: Map<string, string> | null = null;
   /** A refused statement left the server idle: release it once the current message is done. */
   private releaseAfterRefusal = false;
+  /** Channels this client LISTENs on through the database's listening connection (notify.ts). */
+  listening: Set<string> | null = null;
+  /** Notifications that arrived while the client was linked: delivered once it is between transactions. */
+  private notifies: Buffer[] | null = null;
   /** Rewritten messages to send once the bytes before them are out (act()). */
   private readonly out: Buffer[] = [];
   private startBuf: Buffer | null = null;
@@ -286,7 +292,11 @@ export class ClientConn extends Framer implements ListNode {
       this.hold(chunk);
       return;
     }
-    if (chunk[0] === FE.Parse && this.parseLocally(chunk)) return;
+    if (this.server === null) {
+      // between transactions (not during a pinned client's session-state check)
+      if (chunk[0] === FE.Parse && this.parseLocally(chunk)) return;
+      if (chunk[0] === FE.Query && this.listenLocally(chunk)) return;
+    }
     // try to get a server at once; only when none is ready does the client wait, paused
     this.stash = [chunk];
     if (this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
@@ -313,6 +323,7 @@ export class ClientConn extends Framer implements ListNode {
 
   /** A server is linked and prepared: send what waited, then read on. */
   onLinked(): void {
+    if (this.notifies !== null) this.flushNotifies(); // the server's stream is at a boundary: nothing sent yet, or a ReadyForQuery
     this.forwarding = true;
     const st = this.pooler.settings;
     const pooled = this.pool!.mode() !== 'session';
@@ -338,6 +349,7 @@ export class ClientConn extends Framer implements ListNode {
     this.track = false;
     this.guard = false;
     this.server = null;
+    if (this.notifies !== null) this.flushNotifies();
     // paused because that server's socket was full: its 'drain' will not reach us any more, so read on (into the stash)
     if (!this.stash && !this.terminating && !this.closed && this.socket.isPaused()) this.socket.resume();
   }
@@ -664,6 +676,59 @@ export class ClientConn extends Framer implements ListNode {
     return new Set([...this.vars.keys()].map((k) => k.toLowerCase()));
   }
 
+  /**
+   * Between transactions, a simple Query that is exactly LISTEN or UNLISTEN is handled by the pooler: the database's
+   * listening connection subscribes, and notifications reach the client whichever server it uses (notify.ts).
+   */
+  private listenLocally(chunk: Buffer): boolean {
+    if (this.pool!.mode() === 'session' || this.pooler.settings.session_state_policy === 'allow') return false;
+    if (chunk.length < 6 || chunk.readUInt32BE(1) + 1 !== chunk.length || chunk.length > 1024) return false;
+    const p = parseListen(chunk.toString('utf8', 5, chunk.length - 1));
+    if (!p) return false;
+    const hub = this.pooler.notify;
+    if (!p.listen) {
+      hub.unlisten(this, p.channel);
+      this.reply(Buffer.concat([commandComplete('UNLISTEN'), READY_IDLE]));
+      return true;
+    }
+    // hold what the client sends next until the listening connection has the channel
+    this.stash = [];
+    this.socket.pause();
+    hub.listen(this, p.channel!, (err) => {
+      if (this.closed) return;
+      if (err) this.reply(Buffer.concat([new PoolerError(err.sqlstate, err.message, false).toMessage(), READY_IDLE]));
+      else this.reply(Buffer.concat([commandComplete('LISTEN'), READY_IDLE]));
+      const held = this.stash ?? [];
+      this.stash = null;
+      for (const c of held) {
+        if (this.closed) return;
+        this.onData(c);
+      }
+      if (!this.closed && this.stash === null && !this.server) this.socket.resume();
+    });
+    return true;
+  }
+
+  private reply(msg: Buffer): void {
+    this.bytesOut(msg.length);
+    this.write(msg);
+  }
+
+  /** A NotificationResponse for a channel the client listens on. */
+  deliverNotification(msg: Buffer): void {
+    if (this.closed) return;
+    if (this.server === null) this.reply(msg);
+    else (this.notifies ??= []).push(msg);
+  }
+
+  /** Between transactions again: what was held for the client now goes out. */
+  private flushNotifies(): void {
+    const n = this.notifies;
+    if (n === null || this.closed) return;
+    this.notifies = null;
+    for (const m of n) this.reply(m);
+  }
+
   private malformed(type: number): Verdict {
     this.fail(protocolViolation(`invalid message format (message type '${String.fromCharCode(type)}')`));
     return Verdict.Skip;
@@ -968,6 +1033,7 @@ export class ClientConn extends Framer implements ListNode {
     }
     this.stash = null;
     this.clearStmts();
+    if (this.listening !== null) this.pooler.notify.clientGone(this);
     this.pooler.clientGone(this);
     const sock = this.socket;
     if (!sock.destroyed) {

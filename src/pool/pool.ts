@@ -8,6 +8,7 @@ import { log } from '../util/log.js';
 import { StatList } from './list.js';
 import type { ClientConn } from './client.js';
 import { ServerConn } from './server.js';
+import type { Listener } from './notify.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, ServerState } from './states.js';
 import { PoolStats } from '../stats/stats.js';
@@ -345,6 +346,17 @@ export class Pool {
     if (this.clientCount() === 0 && !this.db.forcedUser) return;
     // never evict for a top-up (as PgBouncer): two pools would take servers from each other forever
     while (this.serverCount() < min && this.canLaunch(false)) this.launch();
+  }
+
+  /** A server connection for the database's listening connection (notify.ts): counted here, never idle. */
+  launchFor(owner: Listener): ServerConn {
+    const s = new ServerConn(this.pooler, this);
+    s.owner = owner;
+    this.setServerState(s, ServerState.Login);
+    this.db.serverCount++;
+    this.user.serverCount++;
+    s.connect();
+    return s;
   }
 
   launch(): ServerConn {

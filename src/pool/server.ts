@@ -29,6 +29,7 @@ import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
 import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
+import type { Listener } from './notify.js';
 
 const enum After {
   None = 0,
@@ -81,6 +82,8 @@ export class ServerConn extends Framer implements ListNode {
   paramsKey: string | null = null;
   /** Values the server reported with ParameterStatus (its current settings). */
   readonly params = new Map<string, string>();
+  /** The database's listening connection (notify.ts) owns this server: it is never given to a client. */
+  owner: Listener | null = null;
   /** track_set_parameters settings this session has SET (name → value): reset for a client without them. */
   setVars: Map<string, string> | null = null;
   backendPid = 0;
@@ -338,6 +341,11 @@ export class ServerConn extends Framer implements ListNode {
     pool.lastError = null;
     if (!pool.welcome) pool.welcome = new Map(this.params);
     if (this.pooler.settings.log_connections) log.log(`new connection to server (from ${this.localDesc})`, this);
+    if (this.owner) {
+      pool.setServerState(this, ServerState.Active);
+      this.owner.loggedIn(this);
+      return;
+    }
     const cq = pool.db.entry.connect_query;
     if (cq) {
       this.runInternal(cq, (err) => {
@@ -467,7 +475,7 @@ export class ServerConn extends Framer implements ListNode {
   // ---- reply path ----
 
   protected wantBody(type: number): boolean {
-    if (this.inLogin || this.internalDone) return true;
+    if (this.inLogin || this.internalDone || this.owner) return true;
     if (type === BE.ReadyForQuery || type === BE.ParameterStatus) return true;
     if (this.tracking && (type === BE.CommandComplete || type === BE.ErrorResponse)) return true;
     return this.client === null && this.state !== ServerState.Active;
@@ -487,6 +495,10 @@ export class ServerConn extends Framer implements ListNode {
     }
     if (this.internalDone) {
       this.onInternalMessage(type, buf, start, end);
+      return Verdict.Skip;
+    }
+    if (this.owner) {
+      if (type === BE.NotificationResponse) this.owner.notification(buf, start, end);
       return Verdict.Skip;
     }
     const c = this.client;
@@ -943,6 +955,7 @@ export class ServerConn extends Framer implements ListNode {
     this.clearStmts();
     this.setTracking(false);
     this.pool.serverGone(this);
+    this.owner?.gone(this, reason);
     if (cb) cb(new PoolerError(SqlState.ConnectionFailure, reason));
   }
 

@@ -1,0 +1,87 @@
+// The cheap look at statements in transaction pooling (src/pool/session-state.ts) and the LISTEN parser (notify.ts).
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { classify, Hazard, readStateCheck, applySql } from '../../src/pool/session-state.js';
+import { parseListen } from '../../src/pool/notify.js';
+
+const TRACKED = new Set(['statement_timeout', 'search_path']);
+const look = (sql: string) => {
+  const b = Buffer.from(sql);
+  return classify(b, 0, b.length, TRACKED);
+};
+
+describe('classify', () => {
+  const cases: [string, Hazard, string?][] = [
+    ['select 1', Hazard.None],
+    ['SELECT abalance FROM pgbench_accounts WHERE aid = 1;', Hazard.None],
+    ['update t set a = 1', Hazard.None],
+    ['insert into t values (1)', Hazard.None],
+    ['SET statement_timeout = 5', Hazard.Check, 'SET statement_timeout'],
+    ['  /* c */ -- x\n set SESSION search_path to a', Hazard.Check, 'SET search_path'],
+    ['SET application_name = x', Hazard.Check, 'SET application_name'],
+    ['SET TIME ZONE UTC', Hazard.Check, 'SET timezone'],
+    ['SET LOCAL work_mem = 1', Hazard.None],
+    ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', Hazard.None],
+    ['set enable_seqscan = off', Hazard.State, 'SET enable_seqscan'],
+    ['SET ROLE x', Hazard.State, 'SET role'],
+    ['SET SESSION AUTHORIZATION x', Hazard.State, 'SET SESSION AUTHORIZATION'],
+    ['RESET ALL', Hazard.Check],
+    ['PREPARE p AS select 1', Hazard.State, 'PREPARE'],
+    ['LISTEN x', Hazard.State, 'LISTEN'],
+    ['UNLISTEN *', Hazard.Check],
+    ['LOAD \'auto_explain\'', Hazard.State, 'LOAD'],
+    ['CREATE TEMP TABLE t (a int)', Hazard.State, 'CREATE TEMP'],
+    ['create local temporary table t (a int)', Hazard.State, 'CREATE TEMP'],
+    ['CREATE TEMP TABLE t (a int) ON COMMIT DROP', Hazard.None],
+    ['CREATE TABLE t (a int)', Hazard.None],
+    ['DECLARE c CURSOR WITH HOLD FOR select 1', Hazard.State],
+    ['DECLARE c CURSOR FOR select 1', Hazard.None],
+    ['select pg_advisory_lock(1)', Hazard.State, 'advisory lock'],
+    ['SELECT PG_TRY_ADVISORY_LOCK(1)', Hazard.State, 'advisory lock'],
+    ['select pg_advisory_xact_lock(1)', Hazard.None],
+    ['select pg_advisory_unlock(1)', Hazard.Check],
+    ["select set_config('search_path', 'x', false)", Hazard.Check],
+    ['with x as (select pg_advisory_lock(2)) select * from x', Hazard.State],
+    ['DISCARD ALL', Hazard.Check],
+    ['', Hazard.None],
+  ];
+  for (const [sql, hazard, what] of cases) {
+    it(JSON.stringify(sql), () => {
+      const c = look(sql);
+      assert.equal(c.hazard, hazard);
+      if (what) assert.equal(c.what, what);
+    });
+  }
+});
+
+describe('readStateCheck and applySql', () => {
+  it('keeps tracked settings, pins for the rest, ignores the varcache', () => {
+    const r = readStateCheck(
+      [['statement_timeout', '5000'], ['TimeZone', 'UTC'], ['#advisory locks', '0'], ['#LISTEN', '0']],
+      TRACKED, new Set(['timezone']),
+    );
+    assert.deepEqual([...r.tracked], [['statement_timeout', '5000']]);
+    assert.equal(r.pin, null);
+    const p = readStateCheck([['enable_seqscan', 'off'], ['#advisory locks', '2']], TRACKED, new Set());
+    assert.equal(p.pin, 'SET enable_seqscan, advisory locks: 2');
+  });
+  it('sets what differs and resets what the client lacks', () => {
+    assert.equal(
+      applySql(new Map([['search_path', 'a, "b c"']]), new Map([['statement_timeout', '1'], ['search_path', 'x']])),
+      `select pg_catalog.set_config('search_path', 'a, "b c"', false);RESET "statement_timeout";`,
+    );
+    assert.equal(applySql(new Map([['a', '1']]), new Map([['a', '1']])), '');
+  });
+});
+
+describe('parseListen', () => {
+  it('reads one LISTEN/UNLISTEN and folds the channel name', () => {
+    assert.deepEqual(parseListen('LISTEN Jobs'), { listen: true, channel: 'jobs' });
+    assert.deepEqual(parseListen(' listen "My ""Chan"""; '), { listen: true, channel: 'My "Chan"' });
+    assert.deepEqual(parseListen('UNLISTEN *'), { listen: false, channel: null });
+    assert.equal(parseListen('LISTEN *'), undefined);
+    assert.equal(parseListen('LISTEN a; select 1'), undefined);
+    assert.equal(parseListen('select 1'), undefined);
+  });
+});
