@@ -144,7 +144,10 @@ function launch(kind: PoolerKind, port: number, s: PoolerSettings): Pooler {
   }
   chmodSync(dir, 0o755);
   const ini = join(dir, 'pgbouncer.ini');
-  writeFileSync(ini, poolerIni(dir, port, s), { mode: 0o644 });
+  // BENCH_PGTIDE_SETTINGS="k=v,k=v": extra settings for pgtide only (e.g. session_state_policy=allow to see what
+  // looking at statements costs)
+  const extra = kind === 'pgtide' ? (process.env.BENCH_PGTIDE_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => `${kv.trim()}\n`).join('') : '';
+  writeFileSync(ini, poolerIni(dir, port, s) + extra, { mode: 0o644 });
   writeFileSync(join(dir, 'userlist.txt'), USERLIST, { mode: 0o644 });
 
   let proc: ChildProcess;

@@ -54,12 +54,42 @@ function word(buf: Buffer, pos: number, end: number): [string, number] {
   return [buf.toString('latin1', pos, e).toLowerCase(), e];
 }
 
-/** Case-insensitive search for an ASCII needle (given in lower case) in buf[start..end). */
+/** Needles as bytes, made once (a string needle would be converted on every search). */
+const needles = new Map<string, Buffer>();
+function needle(s: string): Buffer {
+  let b = needles.get(s);
+  if (!b) {
+    b = Buffer.from(s, 'latin1');
+    needles.set(s, b);
+  }
+  return b;
+}
+
+/** Search for an ASCII needle in lower or upper case in buf[start..end). */
 function contains(buf: Buffer, start: number, end: number, lower: string, upper: string): boolean {
-  const a = buf.indexOf(lower, start, 'latin1');
+  const a = buf.indexOf(needle(lower), start);
   if (a >= 0 && a < end) return true;
-  const b = buf.indexOf(upper, start, 'latin1');
+  const b = buf.indexOf(needle(upper), start);
   return b >= 0 && b < end;
+}
+
+/** Whether buf[pos..e) is the keyword kw (lower case), ignoring case; no string is made. */
+function isWord(buf: Buffer, pos: number, e: number, kw: string): boolean {
+  if (e - pos !== kw.length) return false;
+  for (let i = 0; i < kw.length; i++) if ((buf[pos + i]! | 0x20) !== kw.charCodeAt(i)) return false;
+  return true;
+}
+
+/** End of the identifier-ish word at pos. */
+function wordEnd(buf: Buffer, pos: number, end: number): number {
+  let e = pos;
+  while (e < end) {
+    const b = buf[e]!;
+    const c = b | 0x20;
+    if ((c >= 0x61 && c <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b === 0x2e) e++;
+    else break;
+  }
+  return e;
 }
 
 /**
@@ -72,10 +102,13 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
   const c = buf[pos]! | 0x20;
   // the common statements first: nothing to see unless they call the two functions that leave state
   if (c === 0x73 /* s */ || c === 0x77 /* w */ || c === 0x69 /* i */ || c === 0x75 /* u */ || c === 0x64 /* d */) {
-    const [w, e] = word(buf, pos, end);
-    if (w === 'set') return classifySet(buf, e, end, tracked);
-    if (w === 'unlisten' || w === 'discard' || w === 'deallocate') return { hazard: Hazard.Check, what: w.toUpperCase() };
-    if (w === 'declare' && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD' };
+    // no strings made on this path: it is every SELECT, INSERT, UPDATE, DELETE and WITH
+    const e = wordEnd(buf, pos, end);
+    if (isWord(buf, pos, e, 'set')) return classifySet(buf, e, end, tracked);
+    if (isWord(buf, pos, e, 'unlisten')) return { hazard: Hazard.Check, what: 'UNLISTEN' };
+    if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD' };
+    if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE' };
+    if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD' };
     if (contains(buf, e, end, 'advisory_lock', 'ADVISORY_LOCK')) return { hazard: Hazard.State, what: 'advisory lock' };
     if (contains(buf, e, end, 'advisory_unlock', 'ADVISORY_UNLOCK')) return { hazard: Hazard.Check, what: 'advisory unlock' };
     if (contains(buf, e, end, 'set_config', 'SET_CONFIG')) return { hazard: Hazard.Check, what: 'set_config' };
