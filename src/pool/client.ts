@@ -145,6 +145,9 @@ export class ClientConn extends Framer implements ListNode {
   listening: Set<string> | null = null;
   /** Notifications that arrived while the client was linked: delivered once it is between transactions. */
   private notifies: Buffer[] | null = null;
+  /** While a chunk is fed in tracking mode: where emit() collects what goes to the server (feedToServer). */
+  private gather: Buffer[] | null = null;
+  private readonly gathered: Buffer[] = [];
   /** Rewritten messages to send once the bytes before them are out (act()). */
   private readonly out: Buffer[] = [];
   private startBuf: Buffer | null = null;
@@ -315,10 +318,16 @@ export class ClientConn extends Framer implements ListNode {
       this.feed(chunk);
       return;
     }
-    const sock = this.server!.socket!;
-    sock.cork();
+    // what the chunk becomes (runs of it and rewritten messages) goes to the server in one write
+    this.gather = this.gathered;
     this.feed(chunk);
-    sock.uncork();
+    this.gather = null;
+    const parts = this.gathered;
+    if (parts.length === 0) return;
+    const s = this.server;
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    parts.length = 0;
+    if (s !== null && !s.write(data)) this.socket.pause();
   }
 
   /** A server is linked and prepared: send what waited, then read on. */
@@ -764,6 +773,16 @@ export class ClientConn extends Framer implements ListNode {
   protected emit(data: Buffer): void {
     const s = this.server;
     if (!s) return;
+    const g = this.gather;
+    if (g !== null && data.length < 65536) {
+      g.push(data);
+      return;
+    }
+    if (g !== null && g.length > 0) {
+      // a large run (COPY data): what was gathered goes first
+      s.write(g.length === 1 ? g[0]! : Buffer.concat(g));
+      g.length = 0;
+    }
     if (!s.write(data)) this.socket.pause();
   }
 

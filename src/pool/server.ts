@@ -109,8 +109,9 @@ export class ServerConn extends Framer implements ListNode {
   tracking = false;
   /** What the requests sent while tracking will be answered with (see prepared.ts). */
   readonly replies = new ReplyQueue();
-  /** Statements prepared on this server, least recently used first. */
-  stmts: Map<Stmt, true> | null = null;
+  /** Statements prepared on this server, with when each was last used (for evicting the least recently used). */
+  stmts: Map<Stmt, number> | null = null;
+  private stmtTick = 0;
   /** An error arrived before the Sync that ends its batch: requests up to that Sync are ignored by PostgreSQL. */
   private discarding = false;
   /** Pooler-made ParseCompletes reached the front of `replies`: send them once the current message is out. */
@@ -803,8 +804,7 @@ export class ServerConn extends Framer implements ListNode {
   clientParse(st: Stmt, name: string, out: Buffer[]): void {
     const m = this.stmts;
     if (m !== null && m.has(st)) {
-      m.delete(st);
-      m.set(st, true);
+      m.set(st, ++this.stmtTick);
       this.record(Rq.ParseFake, st, name);
       return;
     }
@@ -819,8 +819,7 @@ export class ServerConn extends Framer implements ListNode {
   ensurePrepared(st: Stmt, out: Buffer[]): void {
     const m = this.stmts;
     if (m !== null && m.has(st)) {
-      m.delete(st);
-      m.set(st, true);
+      m.set(st, ++this.stmtTick);
       return;
     }
     this.makeRoom(out);
@@ -836,7 +835,16 @@ export class ServerConn extends Framer implements ListNode {
     if (m === null) return;
     const max = this.pooler.settings.max_prepared_statements;
     while (m.size >= max && m.size > 0) {
-      const victim = m.keys().next().value as Stmt;
+      // least recently used: a scan, but only when the cache is full and a new statement comes
+      let victim: Stmt | null = null;
+      let oldest = Infinity;
+      for (const [st, tick] of m) {
+        if (tick < oldest) {
+          oldest = tick;
+          victim = st;
+        }
+      }
+      if (victim === null) break;
       out.push(victim.closeMsg());
       this.forget(victim);
       this.record(Rq.CloseHidden, victim);
@@ -845,10 +853,8 @@ export class ServerConn extends Framer implements ListNode {
 
   private remember(st: Stmt): void {
     const m = (this.stmts ??= new Map());
-    if (!m.has(st)) {
-      m.set(st, true);
-      st.serverRefs++;
-    }
+    if (!m.has(st)) st.serverRefs++;
+    m.set(st, ++this.stmtTick);
   }
 
   private forget(st: Stmt): void {

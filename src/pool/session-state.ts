@@ -109,10 +109,7 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD' };
     if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE' };
     if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD' };
-    if (contains(buf, e, end, 'advisory_lock', 'ADVISORY_LOCK')) return { hazard: Hazard.State, what: 'advisory lock' };
-    if (contains(buf, e, end, 'advisory_unlock', 'ADVISORY_UNLOCK')) return { hazard: Hazard.Check, what: 'advisory unlock' };
-    if (contains(buf, e, end, 'set_config', 'SET_CONFIG')) return { hazard: Hazard.Check, what: 'set_config' };
-    return NONE;
+    return scanCalls(buf, e, end);
   }
   const [w, e] = word(buf, pos, end);
   switch (w) {
@@ -138,9 +135,37 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     case 'drop':
       return { hazard: Hazard.Check, what: w.toUpperCase() };
     default:
-      if (contains(buf, e, end, 'advisory_lock', 'ADVISORY_LOCK')) return { hazard: Hazard.State, what: 'advisory lock' };
-      return NONE;
+      return scanCalls(buf, e, end);
   }
+}
+
+const ADVISORY_LOCK: Classified = { hazard: Hazard.State, what: 'advisory lock' };
+const ADVISORY_UNLOCK: Classified = { hazard: Hazard.Check, what: 'advisory unlock' };
+const SET_CONFIG: Classified = { hazard: Hazard.Check, what: 'set_config' };
+
+/** Whether buf[at..) starts with the lower-case ASCII `kw`, ignoring case. */
+function hasAt(buf: Buffer, at: number, end: number, kw: string): boolean {
+  if (at < 0 || at + kw.length > end) return false;
+  for (let i = 0; i < kw.length; i++) if ((buf[at + i]! | 0x20) !== kw.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * The functions that leave or release session state from inside any statement: pg_[try_]advisory_lock*,
+ * pg_advisory_unlock*, set_config. One pass over the bytes, stopping only at underscores.
+ */
+function scanCalls(buf: Buffer, from: number, end: number): Classified {
+  let found: Classified = NONE;
+  for (let i = from; i < end; i++) {
+    if (buf[i] !== 0x5f) continue;
+    if (hasAt(buf, i - 8, end, 'advisory')) {
+      if (hasAt(buf, i + 1, end, 'lock')) return ADVISORY_LOCK;
+      if (hasAt(buf, i + 1, end, 'unlock')) found = ADVISORY_UNLOCK;
+    } else if (hasAt(buf, i - 3, end, 'set') && hasAt(buf, i + 1, end, 'config')) {
+      found = SET_CONFIG;
+    }
+  }
+  return found;
 }
 
 /** SET …: LOCAL and transaction-level forms leave nothing; a tracked name is followed; anything else is state. */
