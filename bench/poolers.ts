@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { freePort, isAlive, onProcessExit, run } from '../test/harness/postgres.js';
 import { childrenOf, sleep, tcpAccepts } from './procs.js';
 
-export type PoolerKind = 'pgbouncer' | 'pgtide';
+/** 'pgtide-bare': pgtide with session_state_policy = allow and max_prepared_statements = 0 (what the transaction-mode
+ * safety costs: statements are not looked at, Parse/Bind are not tracked). */
+export type PoolerKind = 'pgbouncer' | 'pgtide' | 'pgtide-bare';
 
 export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -146,12 +148,13 @@ function launch(kind: PoolerKind, port: number, s: PoolerSettings): Pooler {
   const ini = join(dir, 'pgbouncer.ini');
   // BENCH_PGTIDE_SETTINGS="k=v,k=v": extra settings for pgtide only (e.g. session_state_policy=allow to see what
   // looking at statements costs)
-  const extra = kind === 'pgtide' ? (process.env.BENCH_PGTIDE_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => `${kv.trim()}\n`).join('') : '';
+  let extra = kind !== 'pgbouncer' ? (process.env.BENCH_PGTIDE_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => `${kv.trim()}\n`).join('') : '';
+  if (kind === 'pgtide-bare') extra += 'session_state_policy = allow\nmax_prepared_statements = 0\n';
   writeFileSync(ini, poolerIni(dir, port, s) + extra, { mode: 0o644 });
   writeFileSync(join(dir, 'userlist.txt'), USERLIST, { mode: 0o644 });
 
   let proc: ChildProcess;
-  if (kind === 'pgtide') proc = spawn(process.execPath, [PGTIDE_CLI, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (kind !== 'pgbouncer') proc = spawn(process.execPath, [PGTIDE_CLI, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   else if (viaRunuser) proc = spawn('runuser', ['-u', 'postgres', '--', PGBOUNCER_BIN, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   else proc = spawn(PGBOUNCER_BIN, ['-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 

@@ -6,8 +6,13 @@ import { cpus, release, totalmem, type } from 'node:os';
 import { pgBin } from '../test/harness/postgres.js';
 import type { PgbenchResult, Workload } from './pgbench.js';
 
-export type Target = 'direct' | 'pgbouncer' | 'pgtide';
-export const TARGET_LABEL: Record<Target, string> = { direct: 'direct PostgreSQL', pgbouncer: 'PgBouncer', pgtide: 'pgtide' };
+export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare';
+export const TARGET_LABEL: Record<Target, string> = {
+  direct: 'direct PostgreSQL',
+  pgbouncer: 'PgBouncer',
+  pgtide: 'pgtide',
+  'pgtide-bare': 'pgtide, no statement tracking',
+};
 
 export interface Machine {
   cpuModel: string;

@@ -28,15 +28,17 @@ function envNum(name: string, def: number, min: number, max: number): number {
   return n;
 }
 
-function envList<T extends string>(name: string, all: readonly T[]): T[] {
+function envList<T extends string>(name: string, all: readonly T[], defaults: readonly T[] = all): T[] {
   const raw = process.env[name];
-  if (!raw) return [...all];
+  if (!raw) return [...defaults];
   const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
   for (const i of items) if (!(all as readonly string[]).includes(i)) throw new Error(`${name}: unknown item "${i}" (expected some of ${all.join(',')})`);
   return all.filter((a) => items.includes(a)); // canonical order
 }
 
-const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide'] as const;
+const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare'] as const;
+/** pgtide-bare (what transaction-mode safety costs) only when asked for: BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare */
+const DEFAULT_TARGETS = ['direct', 'pgbouncer', 'pgtide'] as const;
 const ALL_WORKLOADS = ['simple', 'extended', 'prepared', 'connect'] as const;
 
 const cfg = {
@@ -48,7 +50,7 @@ const cfg = {
     return n;
   }),
   connectClients: envInt('BENCH_CONNECT_CLIENTS', 10, 1),
-  targets: envList('BENCH_TARGETS', ALL_TARGETS) as Target[],
+  targets: envList('BENCH_TARGETS', ALL_TARGETS, DEFAULT_TARGETS) as Target[],
   workloadKinds: envList('BENCH_WORKLOADS', ALL_WORKLOADS) as WorkloadKind[],
   poolSize: envInt('BENCH_POOL_SIZE', 20, 1),
   scale: envInt('BENCH_SCALE', 10, 1),
@@ -190,7 +192,7 @@ async function main(): Promise<number> {
           n++;
           // PgBouncer 1.18 (Debian 12) has no prepared-statement tracking: -M prepared fails in transaction mode, so
           // pgtide's -M prepared is compared with PgBouncer's -M extended instead (report.ts)
-          if (w.kind === 'prepared' && target === 'pgbouncer') continue;
+          if (w.kind === 'prepared' && (target === 'pgbouncer' || target === 'pgtide-bare')) continue;
           const rec = await measure(round, w, target, position);
           records.push(rec);
           const pb = rec.pgbench;
