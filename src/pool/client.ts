@@ -73,6 +73,12 @@ function captureBatch(s: ServerConn, st: Stmt, buf: Buffer, start: number, end: 
   }
 }
 
+/** Whether a Parse's statement (its query text starts at `textStart`) may leave session state. */
+function stmtHazard(buf: Buffer, textStart: number, end: number, tracked: ReadonlySet<string>): Hazard {
+  const textEnd = cstringEnd(buf, textStart, end);
+  return textEnd < 0 ? Hazard.None : classify(buf, textStart, textEnd - 1, tracked).hazard;
+}
+
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
 
@@ -522,10 +528,7 @@ export class ClientConn extends Framer implements ListNode {
         return Verdict.Skip;
       }
       const st = this.pooler.stmts.intern(buf, nameEnd, end);
-      if (st.hazard < 0) {
-        const textEnd = cstringEnd(buf, nameEnd, end);
-        st.hazard = textEnd < 0 ? Hazard.None : classify(buf, nameEnd, textEnd - 1, this.pooler.trackedSetNames()).hazard;
-      }
+      if (st.hazard < 0) st.hazard = stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames());
       map.set(name, st);
       st.clientRefs++;
       stats.clientParseCount++;
@@ -585,6 +588,7 @@ export class ClientConn extends Framer implements ListNode {
         return true;
       }
       const st = this.pooler.stmts.intern(chunk, nameEnd, end);
+      if (st.hazard < 0) st.hazard = stmtHazard(chunk, nameEnd, end, this.pooler.trackedSetNames());
       map.set(name, st);
       st.clientRefs++;
       this.pool!.stats.clientParseCount++;

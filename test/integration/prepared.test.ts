@@ -190,3 +190,21 @@ test('a shared statement made stale by DDL is prepared again and the batch retri
   assert.deepEqual(await replies(a), ['2', 'D:1,2,3', 'C:SELECT 1', 'Z']);
   await stillServes(b);
 });
+
+test('a named statement that takes an advisory lock pins its client when run, however it was prepared', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
+  const a = await open(t, b);
+  // Parse + Sync between transactions: answered by the pooler, no server involved yet
+  a.send(Buffer.concat([parse('lk', 'select pg_advisory_lock($1::int)'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  assert.ok((await adminRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''), 'preparing takes no lock');
+  a.send(Buffer.concat([bind('lk', ['77']), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:', 'C:SELECT 1', 'Z']);
+  const pin = await waitFor('pinned', async () => (await adminRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
+  assert.match(String(pin), /advisory locks: 1/);
+  a.send(query('select pg_advisory_unlock(77)'));
+  assert.deepEqual(await replies(a), ['T', 'D:t', 'C:SELECT 1', 'Z']);
+  await waitFor('unpinned', async () => (await adminRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await stillServes(b);
+});
