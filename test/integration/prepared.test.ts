@@ -9,7 +9,7 @@ import pg from 'pg';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
 import { stillServes, superuser, waitFor } from '../harness/util.js';
-import { bind, closeMsg, describe, execute, parse, query, rawLogin, replies, sync, type Raw } from '../harness/raw.js';
+import { bind, closeMsg, describe, execute, expectErrorAndClose, parse, query, rawLogin, replies, sync, typed, type Raw } from '../harness/raw.js';
 
 const STMT = 'select $1::int + 1 as x, pg_backend_pid() as pid';
 
@@ -207,4 +207,24 @@ test('a named statement that takes an advisory lock pins its client when run, ho
   assert.deepEqual(await replies(a), ['T', 'D:t', 'C:SELECT 1', 'Z']);
   await waitFor('unpinned', async () => (await adminRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
   await stillServes(b);
+});
+
+test('a malformed Parse, Bind, Describe or Close is a protocol violation (08P01) for that client only', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const bad = [
+    typed('B', Buffer.from('portal-without-nul')), // the portal name never ends
+    typed('B', Buffer.from('\0stmt-without-nul')), // nor the statement name
+    typed('D', Buffer.from('S')), // no name at all
+    typed('C', Buffer.from('Sname')),
+    typed('P', Buffer.from('name-without-nul')),
+  ];
+  for (const msg of bad) {
+    const a = await open(t, b);
+    a.send(query('select 1'));
+    assert.deepEqual(await replies(a), ['T', 'D:1', 'C:SELECT 1', 'Z']);
+    a.send(Buffer.concat([msg, sync()]));
+    await expectErrorAndClose(a, '08P01', /invalid message format/);
+    await stillServes(b);
+  }
 });
