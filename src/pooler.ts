@@ -21,7 +21,7 @@ import { Janitor } from './pool/janitor.js';
 import { StmtRegistry } from './pool/prepared.js';
 import { NotifyHub } from './pool/notify.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
-import { buildClientTls, type ClientTls } from './net/tls.js';
+import { buildClientTls, buildServerTls, type ClientTls, type ServerTls } from './net/tls.js';
 
 /** auth_type values pgtide refuses (at startup, RELOAD and SET). */
 export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['hba', 'cert', 'pam', 'ldap']);
@@ -87,6 +87,8 @@ export class Pooler extends EventEmitter {
   private waiters: Waiter[] = [];
   /** Client-side TLS (client_tls_*): null when client_tls_sslmode is disable. Rebuilt on RELOAD. */
   clientTls: ClientTls | null = null;
+  /** Server-side TLS (server_tls_*): null when server connections are plain text. Rebuilt on RELOAD. */
+  serverTls: ServerTls | null = null;
 
   /** Throws an Error with a readable message when the client TLS files or settings are unusable. */
   constructor(config: Config) {
@@ -94,6 +96,7 @@ export class Pooler extends EventEmitter {
     this.config = config;
     this.settings = config.settings;
     this.clientTls = buildClientTls(config.settings);
+    this.serverTls = buildServerTls(config.settings);
     this.applyUsers();
     this.applyDatabases();
     this.janitor = new Janitor(this);
@@ -443,6 +446,14 @@ export class Pooler extends EventEmitter {
       log.error(`${(err as Error).message}; keeping the old client TLS configuration`);
       for (const key of Object.keys(merged)) {
         if (key.startsWith('client_tls')) merged[key] = (old as Record<string, unknown>)[key];
+      }
+    }
+    try {
+      this.serverTls = buildServerTls(merged as unknown as Settings);
+    } catch (err) {
+      log.error(`${(err as Error).message}; keeping the old server TLS configuration`);
+      for (const key of Object.keys(merged)) {
+        if (key.startsWith('server_tls')) merged[key] = (old as Record<string, unknown>)[key];
       }
     }
     this.config = { ...next, settings: merged as unknown as Settings };

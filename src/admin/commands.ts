@@ -6,7 +6,7 @@ import { SqlState } from '../protocol/sqlstate.js';
 import { PoolerError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { findParam, formatSettingValue, parseSettingValue, type SettingName, type Settings } from '../config/params.js';
-import { buildClientTls } from '../net/tls.js';
+import { buildClientTls, buildServerTls } from '../net/tls.js';
 import type { ClientConn } from '../pool/client.js';
 import type { Database } from '../pool/pool.js';
 import { UNSUPPORTED_AUTH, type Pooler } from '../pooler.js';
@@ -188,6 +188,13 @@ export function runSet(p: Pooler, key: string, value: string): Buffer {
     // the client TLS context follows the settings: a value it cannot use is refused and changes nothing
     try {
       p.clientTls = buildClientTls({ ...p.settings, [param.name]: parsed } as Settings);
+    } catch (err) {
+      return consoleError(SqlState.InvalidParameterValue, 'SET failed', (err as Error).message);
+    }
+  }
+  if (param.name.startsWith('server_tls')) {
+    try {
+      p.serverTls = buildServerTls({ ...p.settings, [param.name]: parsed } as Settings);
     } catch (err) {
       return consoleError(SqlState.InvalidParameterValue, 'SET failed', (err as Error).message);
     }

@@ -217,7 +217,7 @@ function serverRow(s: ServerConn): Cell[] {
     serverPtr(s),
     s.client ? clientPtr(s.client) : '',
     s.backendPid,
-    '',
+    s.tls,
     s.params.get('application_name') ?? '',
     s.stmts?.size ?? 0,
     s.id,

@@ -1,5 +1,6 @@
-/* Client-side TLS (pgtide as a TLS server): one SecureContext built from the client_tls_* settings at startup
- * and on RELOAD, and the mapping of PgBouncer's protocol and cipher keywords onto Node's options. */
+/* TLS on both sides: one SecureContext for clients (client_tls_*, pgtide as a TLS server) and one for servers
+ * (server_tls_*, pgtide as a TLS client), built at startup and on RELOAD, and the mapping of PgBouncer's protocol and
+ * cipher keywords onto Node's options. */
 
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -83,4 +84,34 @@ export function buildClientTls(st: Settings): ClientTls | null {
 export function tlsDescription(sock: tls.TLSSocket): string {
   const c = sock.getCipher();
   return `${sock.getProtocol() ?? 'TLS'}/${c?.standardName ?? c?.name ?? ''}`;
+}
+
+export interface ServerTls {
+  /** prefer: TLS when the server offers it; require: TLS or no connection; verify-ca/full: and check the certificate. */
+  mode: 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  context: tls.SecureContext;
+}
+
+/**
+ * Build the server TLS context from the server_tls_* settings: null when no SSLRequest is to be sent (disable, and
+ * allow, which pgtide treats as plain text: it does not retry a refused plain login with TLS). A key and certificate
+ * are optional (client certificate for PostgreSQL); without server_tls_ca_file the system's CAs are used.
+ */
+export function buildServerTls(st: Settings): ServerTls | null {
+  const mode = st.server_tls_sslmode;
+  if (mode === 'disable' || mode === 'allow') return null;
+  const opts: tls.SecureContextOptions = { ...protocolRange(st.server_tls_protocols) };
+  if (st.server_tls_key_file || st.server_tls_cert_file) {
+    if (!st.server_tls_key_file || !st.server_tls_cert_file) throw new Error('server_tls_key_file and server_tls_cert_file go together');
+    opts.key = readPem('server_tls_key_file', st.server_tls_key_file);
+    opts.cert = readPem('server_tls_cert_file', st.server_tls_cert_file);
+  }
+  if (st.server_tls_ca_file) opts.ca = readPem('server_tls_ca_file', st.server_tls_ca_file);
+  const ciphers = cipherList(st.server_tls_ciphers);
+  if (ciphers) opts.ciphers = ciphers;
+  try {
+    return { mode, context: tls.createSecureContext(opts) };
+  } catch (err) {
+    throw new Error(`server TLS setup failed: ${(err as Error).message}`);
+  }
 }

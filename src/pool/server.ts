@@ -2,6 +2,8 @@
  * back to the linked client. Pooling decisions are made at ReadyForQuery. */
 
 import net from 'node:net';
+import tls from 'node:tls';
+import { tlsDescription } from '../net/tls.js';
 import { performance } from 'node:perf_hooks';
 import { AuthCode, BE, TxStatus } from '../protocol/codes.js';
 import {
@@ -14,6 +16,9 @@ import {
   cancelRequest,
   TERMINATE,
 } from '../protocol/messages.js';
+
+/** SSLRequest: length 8, code 80877103. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 import { Reader } from '../protocol/reader.js';
 import { SqlState } from '../protocol/sqlstate.js';
 import { Framer, Verdict } from '../net/framer.js';
@@ -123,6 +128,10 @@ export class ServerConn extends Framer implements ListNode {
   /** A retry is under way: the failed batch's ErrorResponse was hidden, its ReadyForQuery will be too. */
   private retry: Capture | null = null;
 
+  /** `TLSv1.3/<cipher>` once the connection to PostgreSQL is encrypted, else '' (SHOW SERVERS, log). */
+  tls = '';
+  /** An SSLRequest was sent: the next byte is PostgreSQL's answer ('S' or 'N'). */
+  private sslPending = false;
   private inLogin = true;
   private scram: ScramClientExchange | null = null;
   private internalDone: ((err: PoolerError | null) => void) | null = null;
@@ -187,6 +196,10 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   private onRead(n: number, buf: Uint8Array): boolean {
+    if (this.sslPending) {
+      this.onSslAnswer(buf as Buffer, n);
+      return !this.closed;
+    }
     try {
       this.feed((buf as Buffer).subarray(0, n));
     } catch (err) {
@@ -195,13 +208,76 @@ export class ServerConn extends Framer implements ListNode {
       return false;
     }
     const c = this.client;
-    if (this.pausedForClient || (c !== null && c.socket.writableLength > 0)) this.readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
+    if (buf === this.readBuf && (this.pausedForClient || (c !== null && c.socket.writableLength > 0))) this.readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
     return !this.pausedForClient && !this.closed;
   }
 
   private onConnect(): void {
     const sock = this.socket!;
     this.localDesc = sock.localAddress ? `${sock.localAddress}:${sock.localPort}` : 'unix socket';
+    // server_tls_sslmode: ask for TLS first (never over a unix socket, as PgBouncer)
+    if (this.pooler.serverTls !== null && !this.target().path) {
+      this.sslPending = true;
+      sock.write(SSL_REQUEST);
+      return;
+    }
+    this.sendStartup();
+  }
+
+  /** PostgreSQL's one-byte answer to the SSLRequest. */
+  private onSslAnswer(buf: Buffer, n: number): void {
+    this.sslPending = false;
+    const mode = this.pooler.serverTls?.mode ?? 'prefer';
+    if (n !== 1) {
+      // anything after the answer would have been sent before encryption: refuse it (CVE-2021-23222)
+      this.loginFailed(protocolError(n === 0 ? 'server closed the connection' : 'server sent unencrypted data after its SSL answer'), 'protocol error');
+      return;
+    }
+    if (buf[0] === 0x53 /* S */) {
+      setImmediate(() => this.startTls());
+    } else if (buf[0] === 0x4e /* N */) {
+      if (mode !== 'prefer') {
+        this.loginFailed(
+          new PoolerError(SqlState.SqlclientUnableToEstablishSqlconnection, `server does not support TLS, but server_tls_sslmode is ${mode}`),
+          'server refused TLS',
+        );
+        return;
+      }
+      this.sendStartup();
+    } else {
+      this.loginFailed(protocolError(`unexpected answer to SSLRequest: byte ${buf[0]}`), 'protocol error');
+    }
+  }
+
+  /** 'S': continue inside TLS on the same socket; replies then come as the TLS socket's 'data' events. */
+  private startTls(): void {
+    if (this.closed) return;
+    const stls = this.pooler.serverTls!;
+    const t = this.target();
+    const raw = this.socket!;
+    const verify = stls.mode === 'verify-ca' || stls.mode === 'verify-full';
+    const ts = tls.connect({
+      socket: raw,
+      secureContext: stls.context,
+      host: t.host,
+      servername: t.host && net.isIP(t.host) === 0 ? t.host : undefined,
+      rejectUnauthorized: verify,
+      // verify-ca: the chain is checked, the name is not
+      checkServerIdentity: stls.mode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
+    });
+    this.socket = ts;
+    ts.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
+    ts.on('drain', () => this.onDrain());
+    ts.on('error', (err: Error) => this.onSocketError(err));
+    ts.on('close', () => this.onSocketClose());
+    ts.once('secureConnect', () => {
+      this.tls = tlsDescription(ts);
+      this.sendStartup();
+    });
+  }
+
+  private sendStartup(): void {
+    const sock = this.socket!;
     const e = this.pool.db.entry;
     const params: [string, string][] = [
       ['user', this.pool.user.name],
@@ -341,7 +417,7 @@ export class ServerConn extends Framer implements ListNode {
     pool.lastConnectFailed = 0;
     pool.lastError = null;
     if (!pool.welcome) pool.welcome = new Map(this.params);
-    if (this.pooler.settings.log_connections) log.log(`new connection to server (from ${this.localDesc})`, this);
+    if (this.pooler.settings.log_connections) log.log(`new connection to server (from ${this.localDesc})${this.tls ? ` tls=${this.tls}` : ''}`, this);
     if (this.owner) {
       pool.setServerState(this, ServerState.Active);
       this.owner.loggedIn(this);

@@ -141,6 +141,11 @@ export async function freePort(): Promise<number> {
   throw new Error('freePort: no free port found in 20000-31999');
 }
 
+/** The user PostgreSQL runs as when the tests run as root (files it must own, like an SSL key), else undefined. */
+export function pgFileOwner(): { uid: number; gid: number } | undefined {
+  return IS_ROOT ? postgresUser() : undefined;
+}
+
 let pgUser: { uid: number; gid: number } | undefined;
 function postgresUser(): { uid: number; gid: number } {
   pgUser ??= {
