@@ -6,38 +6,26 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, startPgtide, iniFor, type Pgtide } from '../harness/pgtide.js';
 import { stillServes } from '../harness/util.js';
+import { makeCerts, type Certs } from '../harness/certs.js';
 
-let dir = '';
+let certs: Certs;
 let pgs: PgServer;
-const f = (name: string): string => join(dir, name);
-
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-}
+const f = (name: string): string => certs.f(name);
 
 before(async () => {
   pgs = await sharedPostgres();
-  dir = mkdtempSync(join(tmpdir(), 'pgtide-tls-'));
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=pgtide-test-ca']);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
-  writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'san.ext']);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=app']);
-  openssl(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2']);
+  certs = makeCerts();
 });
 
-after(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => certs?.cleanup());
 
 function tlsSettings(mode: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
