@@ -20,6 +20,7 @@ import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
 import { StmtRegistry } from './pool/prepared.js';
 import { NotifyHub } from './pool/notify.js';
+import { AuthQuery } from './auth/auth-query.js';
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 import { buildClientTls, buildServerTls, type ClientTls, type ServerTls } from './net/tls.js';
 
@@ -69,6 +70,8 @@ export class Pooler extends EventEmitter {
   readonly stmts = new StmtRegistry();
   /** LISTEN/NOTIFY for transaction/statement-mode clients (notify.ts). */
   readonly notify = new NotifyHub();
+  /** auth_user + auth_query lookups (auth/auth-query.ts). */
+  readonly authQuery = new AuthQuery(this);
   private trackedSetCache: { from: readonly string[]; names: ReadonlySet<string> } | null = null;
 
   /** track_set_parameters, lower case. */
@@ -212,11 +215,31 @@ export class Pooler extends EventEmitter {
       return;
     }
     if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
-    const user = this.users.get(userName) ?? new User(userName);
+    const known = this.users.get(userName);
     let db = this.findDatabase(dbName);
     if (db?.dead) db = undefined;
+    const st = this.settings;
+    // auth_query: a user without a secret in auth_file gets it from PostgreSQL first
+    if (db && known?.secret === undefined && st.auth_type !== 'trust' && st.auth_type !== 'any' && this.authQuery.authUser(db)) {
+      const found = db;
+      c.awaitLookup();
+      this.authQuery.lookup(found, userName, (err, secret) => {
+        if (!c.isOpen) return;
+        if (err) {
+          c.fail(err);
+          return;
+        }
+        const user = this.users.get(userName) ?? known ?? new User(userName);
+        if (user.secret === undefined) {
+          user.secret = secret;
+          user.fromAuthQuery = secret !== undefined;
+        }
+        c.lookupDone(() => c.beginAuth(found, user, dbName));
+      });
+      return;
+    }
     // like PgBouncer, authenticate first so an unknown database is not revealed to strangers
-    c.beginAuth(db ?? null, user, dbName);
+    c.beginAuth(db ?? null, known ?? new User(userName), dbName);
   }
 
   /** The client proved who it is: attach it to its pool and send the welcome (or wait for one). */
@@ -303,6 +326,16 @@ export class Pooler extends EventEmitter {
     this.databases.set(name, auto);
     log.log(`registered new auto-database: ${name}`);
     return auto;
+  }
+
+  /** The User of that name, made and remembered if there is none yet (auth_user without an auth_file entry). */
+  userFor(name: string): User {
+    let u = this.users.get(name);
+    if (!u) {
+      u = new User(name);
+      this.users.set(name, u);
+    }
+    return u;
   }
 
   getPool(db: Database, user: User): Pool {

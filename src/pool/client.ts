@@ -471,6 +471,12 @@ export class ClientConn extends Framer implements ListNode {
           this.write(step.msg);
         } else if (!step.ok) {
           if (step.reason) log.log(`authentication failed: ${step.reason}`, this);
+          // a secret from auth_query may be out of date: ask again next time
+          if (this.user!.fromAuthQuery) {
+            this.user!.secret = undefined;
+            this.user!.scramKeys = undefined;
+            this.user!.fromAuthQuery = false;
+          }
           this.fail(new PoolerError(SqlState.InvalidPassword, `password authentication failed for user "${this.user!.name}"`));
           return;
         } else {
@@ -958,6 +964,31 @@ export class ClientConn extends Framer implements ListNode {
       if (!canon) throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter in options: ${name || w}`);
       this.vars.set(canon, w.slice(eq + 1));
     }
+  }
+
+  /** auth_query runs before authentication: what the client sends meanwhile is held. */
+  awaitLookup(): void {
+    this.authBusy = true;
+  }
+
+  /** The lookup is done: start authentication, then read on. */
+  lookupDone(begin: () => void): void {
+    this.authBusy = false;
+    try {
+      begin();
+    } catch (err) {
+      if (err instanceof PoolerError) this.fail(err);
+      else throw err;
+      return;
+    }
+    const held = this.stash;
+    this.stash = null;
+    if (held && !this.closed) for (const c of held) this.onData(c);
+    if (!this.closed && this.state === ClientState.Login) this.socket.resume();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
   }
 
   /** Called by the pooler once db and user are known: start authentication. */

@@ -6,54 +6,38 @@
  * PostgreSQL does). UNLISTEN, UNLISTEN * and disconnecting end a client's interest; a channel nobody wants any more
  * is UNLISTENed, and the connection is closed when no channel is left. */
 
-import { BE } from '../protocol/codes.js';
 import { PoolerError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { ClientConn } from './client.js';
 import type { Database, Pool } from './pool.js';
-import type { ServerConn } from './server.js';
+import { ServiceConn } from './service-conn.js';
 
 type Done = (err: PoolerError | null) => void;
 
 /** The listening connection of one database. */
-class Listener {
-  server: ServerConn | null = null;
-  ready = false;
+class Listener extends ServiceConn {
   /** Channel (as PostgreSQL names it) → the clients listening. */
   readonly channels = new Map<string, Set<ClientConn>>();
-  /** LISTEN/UNLISTEN statements to send, one at a time, with who waits for each. */
-  private readonly queue: { sql: string; done: Done | null }[] = [];
-  private busy = false;
 
   constructor(
     readonly hub: NotifyHub,
     readonly db: Database,
-    readonly pool: Pool,
-  ) {}
-
-  start(): void {
-    this.ready = false;
-    this.server = this.pool.launchFor(this);
+    pool: Pool,
+  ) {
+    super(pool);
   }
 
-  /** The connection logged in: (re)subscribe to every channel, then run what waits. */
-  loggedIn(s: ServerConn): void {
-    if (s !== this.server) return;
-    this.ready = true;
-    const again = [...this.channels.keys()].map((ch) => ({ sql: `LISTEN ${quoteIdent(ch)}`, done: null }));
-    this.queue.unshift(...again);
-    this.next();
+  protected keepOpen(): boolean {
+    return this.channels.size > 0;
   }
 
-  /** The connection is gone: with channels left, open another (notifications sent meanwhile are lost). */
-  gone(s: ServerConn, reason: string): void {
-    if (s !== this.server) return;
-    const wasReady = this.ready;
-    this.server = null;
-    this.ready = false;
-    this.busy = false;
-    const waiting = this.queue.splice(0);
-    for (const w of waiting) w.done?.(new PoolerError('08006', `LISTEN failed: ${reason}`, false));
+  /** (Re)connected: subscribe to every channel first. */
+  protected override onLoggedIn(): { sql: string; done: null }[] {
+    return [...this.channels.keys()].map((ch) => ({ sql: `LISTEN ${quoteIdent(ch)}`, done: null }));
+  }
+
+  /** With channels left, open another connection (notifications sent meanwhile are lost). */
+  protected lost(reason: string, wasReady: boolean): void {
     if (this.channels.size > 0 && this.hub.active && wasReady) {
       log.warning(`listening connection for database ${this.db.name} lost (${reason}); reconnecting`);
       this.start();
@@ -65,33 +49,8 @@ class Listener {
     this.hub.drop(this);
   }
 
-  run(sql: string, done: Done | null): void {
-    this.queue.push({ sql, done });
-    if (this.server === null) this.start();
-    else this.next();
-  }
-
-  private next(): void {
-    if (this.busy || !this.ready || this.server === null) return;
-    const item = this.queue.shift();
-    if (!item) {
-      if (this.channels.size === 0) {
-        this.server.close('no channel listened to any more', true);
-      }
-      return;
-    }
-    this.busy = true;
-    const s = this.server;
-    s.runInternal(item.sql, (err) => {
-      if (s !== this.server) return;
-      this.busy = false;
-      item.done?.(err);
-      this.next();
-    });
-  }
-
   /** A NotificationResponse: to every client listening on its channel. */
-  notification(buf: Buffer, start: number, end: number): void {
+  override notification(buf: Buffer, start: number, end: number): void {
     const nameEnd = buf.indexOf(0, start + 9);
     if (nameEnd < 0 || nameEnd >= end) return;
     const channel = buf.toString('utf8', start + 9, nameEnd);
@@ -131,7 +90,7 @@ export class NotifyHub {
     } else if (l.ready) {
       done(null);
     } else {
-      l.run('SELECT 1', done); // answered once the connection (re)subscribed to what it has
+      l.run('SELECT 1', (err) => done(err)); // answered once the connection (re)subscribed to what it has
     }
   }
 
@@ -173,12 +132,6 @@ export class NotifyHub {
   }
 }
 
-export type { Listener };
-
-/** Is this a NotificationResponse? (ServerConn hands only those to its owner.) */
-export function isNotification(type: number): boolean {
-  return type === BE.NotificationResponse;
-}
 
 function quoteIdent(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';

@@ -8,7 +8,7 @@ import { log } from '../util/log.js';
 import { StatList } from './list.js';
 import type { ClientConn } from './client.js';
 import { ServerConn } from './server.js';
-import type { Listener } from './notify.js';
+import type { ServiceConn } from './service-conn.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, ServerState } from './states.js';
 import { PoolStats } from '../stats/stats.js';
@@ -19,6 +19,8 @@ export class User {
   /** Secret from auth_file (plain, md5…, SCRAM-SHA-256$…), if any. */
   secret: string | undefined;
   entry: UserEntry | undefined;
+  /** The secret came from auth_query: asked again after a failed login. */
+  fromAuthQuery = false;
   /** SCRAM keys recovered from a client login, for logging in to PostgreSQL without the password. */
   scramKeys: { clientKey: Buffer; serverKey: Buffer; secret: string } | undefined;
   /** Server connections logged in as this user, across pools (max_user_connections). */
@@ -348,8 +350,8 @@ export class Pool {
     while (this.serverCount() < min && this.canLaunch(false)) this.launch();
   }
 
-  /** A server connection for the database's listening connection (notify.ts): counted here, never idle. */
-  launchFor(owner: Listener): ServerConn {
+  /** A server connection for the pooler's own use (service-conn.ts): counted here, never idle. */
+  launchFor(owner: ServiceConn): ServerConn {
     const s = new ServerConn(this.pooler, this);
     s.owner = owner;
     this.setServerState(s, ServerState.Login);

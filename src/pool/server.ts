@@ -34,7 +34,7 @@ import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
 import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
-import type { Listener } from './notify.js';
+import type { ServiceConn } from './service-conn.js';
 
 const enum After {
   None = 0,
@@ -87,8 +87,8 @@ export class ServerConn extends Framer implements ListNode {
   paramsKey: string | null = null;
   /** Values the server reported with ParameterStatus (its current settings). */
   readonly params = new Map<string, string>();
-  /** The database's listening connection (notify.ts) owns this server: it is never given to a client. */
-  owner: Listener | null = null;
+  /** The pooler's own use (LISTEN connection, auth_query; service-conn.ts): never given to a client. */
+  owner: ServiceConn | null = null;
   /** track_set_parameters settings this session has SET (name → value): reset for a client without them. */
   setVars: Map<string, string> | null = null;
   backendPid = 0;
