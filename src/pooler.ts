@@ -21,11 +21,21 @@ import { Janitor } from './pool/janitor.js';
 import { StmtRegistry } from './pool/prepared.js';
 import { NotifyHub } from './pool/notify.js';
 import { AuthQuery } from './auth/auth-query.js';
+import { HbaRules } from './auth/hba.js';
+
+/** auth_hba_file's rules when auth_type is hba (null otherwise); throws with file and line for a bad file. */
+export function loadHba(st: Settings): HbaRules | null {
+  if (st.auth_type !== 'hba') return null;
+  if (!st.auth_hba_file) throw new Error('auth_type = hba needs auth_hba_file');
+  const rules = HbaRules.load(st.auth_hba_file);
+  for (const w of rules.warnings) log.warning(w);
+  return rules;
+}
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 import { buildClientTls, buildServerTls, type ClientTls, type ServerTls } from './net/tls.js';
 
 /** auth_type values pgtide refuses (at startup, RELOAD and SET). */
-export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['hba', 'cert', 'pam', 'ldap']);
+export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['pam', 'ldap']);
 
 /** Load a config file the way pgtide runs it (startup, SIGHUP and RELOAD): the loader plus pgtide's own refusals. */
 export function loadPgtideConfig(path: string): Config {
@@ -35,9 +45,16 @@ export function loadPgtideConfig(path: string): Config {
       issue(
         path,
         cfg.explicit.get('auth_type')?.line ?? 0,
-        `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, trust or any)`,
+        `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, hba, cert, trust or any)`,
       ),
     ]);
+  }
+  if (cfg.settings.auth_type === 'hba') {
+    try {
+      loadHba(cfg.settings);
+    } catch (err) {
+      throw new ConfigError([issue(path, cfg.explicit.get('auth_hba_file')?.line ?? 0, (err as Error).message)]);
+    }
   }
   return cfg;
 }
@@ -92,6 +109,8 @@ export class Pooler extends EventEmitter {
   clientTls: ClientTls | null = null;
   /** Server-side TLS (server_tls_*): null when server connections are plain text. Rebuilt on RELOAD. */
   serverTls: ServerTls | null = null;
+  /** auth_hba_file rules (auth_type = hba), reloaded on RELOAD. */
+  hba: HbaRules | null = null;
 
   /** Throws an Error with a readable message when the client TLS files or settings are unusable. */
   constructor(config: Config) {
@@ -100,6 +119,7 @@ export class Pooler extends EventEmitter {
     this.settings = config.settings;
     this.clientTls = buildClientTls(config.settings);
     this.serverTls = buildServerTls(config.settings);
+    this.hba = loadHba(config.settings);
     this.applyUsers();
     this.applyDatabases();
     this.janitor = new Janitor(this);
@@ -488,6 +508,14 @@ export class Pooler extends EventEmitter {
       for (const key of Object.keys(merged)) {
         if (key.startsWith('server_tls')) merged[key] = (old as Record<string, unknown>)[key];
       }
+    }
+    try {
+      this.hba = loadHba(merged as unknown as Settings);
+    } catch (err) {
+      // a broken hba file must not open the door or lock everyone out: keep the old rules and auth settings
+      log.error(`${(err as Error).message}; keeping the old auth_type and auth_hba_file`);
+      merged.auth_type = old.auth_type;
+      merged.auth_hba_file = old.auth_hba_file;
     }
     this.config = { ...next, settings: merged as unknown as Settings };
     this.settings = this.config.settings;

@@ -9,7 +9,7 @@ import { findParam, formatSettingValue, parseSettingValue, type SettingName, typ
 import { buildClientTls, buildServerTls } from '../net/tls.js';
 import type { ClientConn } from '../pool/client.js';
 import type { Database } from '../pool/pool.js';
-import { UNSUPPORTED_AUTH, type Pooler } from '../pooler.js';
+import { loadHba, UNSUPPORTED_AUTH, type Pooler } from '../pooler.js';
 import { commandComplete } from './rows.js';
 import { ADMIN_DB } from './console.js';
 
@@ -188,6 +188,13 @@ export function runSet(p: Pooler, key: string, value: string): Buffer {
     // the client TLS context follows the settings: a value it cannot use is refused and changes nothing
     try {
       p.clientTls = buildClientTls({ ...p.settings, [param.name]: parsed } as Settings);
+    } catch (err) {
+      return consoleError(SqlState.InvalidParameterValue, 'SET failed', (err as Error).message);
+    }
+  }
+  if (param.name === 'auth_type' || param.name === 'auth_hba_file') {
+    try {
+      p.hba = loadHba({ ...p.settings, [param.name]: parsed } as Settings);
     } catch (err) {
       return consoleError(SqlState.InvalidParameterValue, 'SET failed', (err as Error).message);
     }

@@ -96,7 +96,7 @@ export const PARAMS = [
     doc: 'Database ([databases] entry) in which auth_query runs; default is the database being connected to.' },
   { name: 'auth_file', kind: 'string', default: '', unsetDefault: true, reloadable: true, status: 'supported', area: 'auth',
     doc: 'Users-and-secrets file (userlist.txt format); a relative path is taken from the working directory.' },
-  { name: 'auth_hba_file', kind: 'string', default: '', reloadable: true, status: 'accepted', area: 'auth',
+  { name: 'auth_hba_file', kind: 'string', default: '', reloadable: true, status: 'supported', area: 'auth',
     doc: 'pg_hba.conf-style rules, used when auth_type is hba.' },
   { name: 'auth_ident_file', kind: 'string', default: '', unsetDefault: true, reloadable: true, status: 'accepted', area: 'auth',
     doc: 'Ident map file for map= options in the HBA rules.' },

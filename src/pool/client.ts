@@ -1005,12 +1005,52 @@ export class ClientConn extends Framer implements ListNode {
     if (st.auth_type === 'trust' && user.secret === undefined && !user.entry) {
       throw new PoolerError(SqlState.InvalidAuthorizationSpecification, '"trust" authentication failed');
     }
-    this.auth = authFlowFor(st.auth_type, user.name, user.secret);
+    const method = this.authMethod(dbName, user.name);
+    if (method === 'cert') this.checkCertificate(user.name);
+    this.auth = authFlowFor(method === 'cert' ? 'trust' : method, user.name, user.secret);
     if (!this.auth) {
       this.authenticated();
       return;
     }
     this.write(this.auth.start());
+  }
+
+  /** The method for this login: auth_type, or with auth_type = hba the first matching line of auth_hba_file. */
+  private authMethod(dbName: string, userName: string): string {
+    const type = this.pooler.settings.auth_type;
+    if (type !== 'hba') return type;
+    const host = this.unix ? '[local]' : this.addr;
+    const enc = this.tls !== 'no' ? 'SSL encryption' : 'no encryption';
+    const m = this.pooler.hba?.match({ local: this.unix, tls: this.tls !== 'no', database: dbName, user: userName, addr: this.addr });
+    if (!m) {
+      throw new PoolerError(SqlState.InvalidAuthorizationSpecification, `no pg_hba.conf entry for host "${host}", user "${userName}", database "${dbName}", ${enc}`);
+    }
+    switch (m.method) {
+      case 'reject':
+        throw new PoolerError(SqlState.InvalidAuthorizationSpecification, `pg_hba.conf rejects connection for host "${host}", user "${userName}", database "${dbName}", ${enc}`);
+      case 'peer':
+        // Node cannot read a unix-socket peer's credentials
+        log.log(`peer authentication is not supported (auth_hba_file line ${m.line})`, this);
+        throw new PoolerError(SqlState.InvalidAuthorizationSpecification, `peer authentication failed for user "${userName}"`);
+      case 'password':
+        return 'plain';
+      default:
+        return m.method;
+    }
+  }
+
+  /** cert: a client certificate, verified at the TLS handshake (client_tls_sslmode verify-ca/full), whose CN is the user. */
+  private checkCertificate(userName: string): void {
+    const sock = this.socket as tls.TLSSocket;
+    const cert = this.tls !== 'no' && typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : null;
+    if (!cert || !cert.subject) {
+      throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'connection requires a valid client certificate');
+    }
+    const cn = cert.subject.CN;
+    if (cn !== userName) {
+      log.log(`certificate authentication failed: the certificate's CN "${String(cn)}" is not the user name`, this);
+      throw new PoolerError(SqlState.InvalidAuthorizationSpecification, `certificate authentication failed for user "${userName}"`);
+    }
   }
 
   /** Console welcome: AuthenticationOk, the given ParameterStatus messages, BackendKeyData, ReadyForQuery. */
