@@ -43,6 +43,18 @@ export function cipherList(value: string): string | undefined {
   return v;
 }
 
+/**
+ * The OpenSSL cipher string for a side: its TLS 1.2 list (`*_tls_ciphers`) and, when set, its TLS 1.3 suites
+ * (`*_tls13_ciphers`), which Node takes in the same string. undefined = Node's defaults.
+ */
+export function cipherString(tls12: string, tls13: string): string | undefined {
+  const base = cipherList(tls12);
+  const suites = tls13.trim();
+  if (!suites || ['default', 'secure', 'fast', 'normal'].includes(suites.toLowerCase())) return base;
+  const older = (base ?? tls.DEFAULT_CIPHERS).split(':').filter((c) => c && !c.startsWith('TLS_'));
+  return [...suites.split(/[:,\s]+/).filter(Boolean), ...older].join(':');
+}
+
 function readPem(what: string, path: string): Buffer {
   try {
     return readFileSync(path);
@@ -71,8 +83,15 @@ export function buildClientTls(st: Settings): ClientTls | null {
     ...protocolRange(st.client_tls_protocols),
   };
   if (st.client_tls_ca_file) opts.ca = readPem('client_tls_ca_file', st.client_tls_ca_file);
-  const ciphers = cipherList(st.client_tls_ciphers);
+  const ciphers = cipherString(st.client_tls_ciphers, st.client_tls13_ciphers);
   if (ciphers) opts.ciphers = ciphers;
+  // client_tls_ecdhcurve: auto (and none, which Node cannot honour for TLS 1.3) keep Node's curves; a name is used
+  const curve = st.client_tls_ecdhcurve.trim();
+  if (curve && curve.toLowerCase() !== 'auto' && curve.toLowerCase() !== 'none') opts.ecdhCurve = curve;
+  // client_tls_dheparams: auto and legacy let OpenSSL pick well-known parameters; none disables DHE
+  const dhe = st.client_tls_dheparams.trim().toLowerCase();
+  if (dhe === 'auto' || dhe === 'legacy') opts.dhparam = 'auto';
+  else if (dhe && dhe !== 'none') throw new Error(`invalid client_tls_dheparams "${st.client_tls_dheparams}" (use none, auto or legacy)`);
   try {
     return { context: tls.createSecureContext(opts), requestCert };
   } catch (err) {
@@ -107,7 +126,7 @@ export function buildServerTls(st: Settings): ServerTls | null {
     opts.cert = readPem('server_tls_cert_file', st.server_tls_cert_file);
   }
   if (st.server_tls_ca_file) opts.ca = readPem('server_tls_ca_file', st.server_tls_ca_file);
-  const ciphers = cipherList(st.server_tls_ciphers);
+  const ciphers = cipherString(st.server_tls_ciphers, st.server_tls13_ciphers);
   if (ciphers) opts.ciphers = ciphers;
   try {
     return { mode, context: tls.createSecureContext(opts) };

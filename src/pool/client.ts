@@ -207,22 +207,34 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   /** SSLRequest accepted: answer 'S' on the plain socket and continue the conversation inside TLS on the same socket. */
-  private startTls(): void {
+  private startTls(direct: Buffer | null = null): void {
     const ctl = this.pooler.clientTls!;
     const raw = this.socket;
     this.tlsStarted = true;
-    raw.write(SSL_YES);
+    if (direct === null) raw.write(SSL_YES);
     this.detach(raw);
     raw.on('error', () => {}); // errors surface on the TLS socket
+    if (direct !== null) {
+      // PostgreSQL 17's direct TLS: the handshake began without an SSLRequest; give its first bytes back
+      raw.pause();
+      raw.unshift(direct);
+    }
     const ts = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: ctl.context,
       requestCert: ctl.requestCert,
       rejectUnauthorized: ctl.requestCert,
+      ALPNProtocols: ['postgresql'],
     });
     this.socket = ts;
     this.attach(ts);
     ts.once('secure', () => {
+      if (direct !== null && ts.alpnProtocol !== 'postgresql') {
+        // as PostgreSQL: direct TLS needs the client to name the protocol
+        log.log('direct TLS connection without ALPN "postgresql" refused', this);
+        this.close('direct TLS without ALPN', true);
+        return;
+      }
       // a bare TLSSocket does not set `authorized` (only tls.Server does): ask OpenSSL for the verify result
       const handle = (ts as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
       const verifyErr = handle?.verifyError?.() ?? null;
@@ -828,6 +840,16 @@ export class ClientConn extends Framer implements ListNode {
   // ---- startup ----
 
   private onStartupData(chunk: Buffer): void {
+    if (chunk[0] === 0x16 && this.startBuf === null && !this.tlsStarted) {
+      // a TLS ClientHello where a startup packet belongs: direct TLS (sslnegotiation=direct)
+      if (this.unix || !this.pooler.clientTls) {
+        log.log('direct TLS connection refused: client TLS is not enabled', this);
+        this.close('direct TLS not enabled', true);
+        return;
+      }
+      this.startTls(chunk);
+      return;
+    }
     let buf = this.startBuf ? Buffer.concat([this.startBuf, chunk]) : chunk;
     this.startBuf = null;
     while (!this.startupDone && !this.closed) {

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -210,6 +211,34 @@ test('a broken certificate: refused at startup with a clear message; on RELOAD t
     const req = await psql(b, `sslmode=verify-full sslrootcert=${f('ca.crt')}`, 'localhost');
     assert.equal(req.code, 0, req.err);
     assert.equal(req.out, '1');
+  } finally {
+    await b.stop();
+  }
+});
+
+test('direct TLS (PostgreSQL 17 sslnegotiation=direct, ALPN "postgresql") and client_tls13_ciphers', async () => {
+  const b = await pgtideWith(pgs, tlsSettings('require', { client_tls13_ciphers: 'TLS_AES_128_GCM_SHA256' }));
+  try {
+    const startup = (() => {
+      const body = Buffer.from('user\0app\0database\0app\0\0');
+      const head = Buffer.alloc(8);
+      head.writeInt32BE(8 + body.length, 0);
+      head.writeInt32BE(196608, 4);
+      return Buffer.concat([head, body]);
+    })();
+    // a TLS handshake straight away, no SSLRequest; the pooler asks for the password inside TLS
+    const reply = (alpn: string[] | undefined) => new Promise<{ first: string; cipher: string; alpn: string | false | null } | 'closed'>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: b.port, ca: readFileSync(f('ca.crt')), servername: 'localhost', ALPNProtocols: alpn }, () => s.write(startup));
+      s.once('data', (d) => { resolve({ first: String.fromCharCode(d[0]!), cipher: s.getCipher().standardName, alpn: s.alpnProtocol }); s.destroy(); });
+      s.on('error', () => resolve('closed'));
+      s.on('close', () => resolve('closed'));
+    });
+    assert.deepEqual(await reply(['postgresql']), { first: 'R', cipher: 'TLS_AES_128_GCM_SHA256', alpn: 'postgresql' });
+    assert.equal(await reply(undefined), 'closed', 'direct TLS without ALPN is refused, as PostgreSQL does');
+    const req = await psql(b, 'sslmode=require');
+    assert.equal(req.code, 0, req.err);
+    await b.waitForLog(/login attempt: db=app user=app tls=TLSv1\.3\/TLS_AES_128_GCM_SHA256/);
+    await stillServes(b).then(() => assert.fail('plaintext must be refused'), (e: Error) => assert.match(e.message, /SSL required/));
   } finally {
     await b.stop();
   }

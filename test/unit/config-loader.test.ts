@@ -147,15 +147,15 @@ describe('warnings', () => {
   });
 
   it('accepted-but-unimplemented settings warn only when not at their default', () => {
-    const cfg = parseConfigText('[pgbouncer]\nclient_tls_sslmode = disable\nserver_tls13_ciphers = TLS_AES_128_GCM_SHA256\nmax_prepared_statements = 200\nso_reuseport = 1\n', 'w.ini');
+    const cfg = parseConfigText('[pgbouncer]\nclient_tls_sslmode = disable\ntcp_user_timeout = 1000\nmax_prepared_statements = 200\nso_reuseport = 1\n', 'w.ini');
     assert.deepEqual(
       cfg.warnings.map((w) => w.message),
       [
-        'w.ini:3: server_tls13_ciphers is accepted but not implemented by pgtide yet; it has no effect',
+        'w.ini:3: tcp_user_timeout is accepted but not implemented by pgtide yet; it has no effect',
         'w.ini:5: so_reuseport is accepted but not implemented by pgtide yet; it has no effect',
       ],
     );
-    assert.equal(cfg.settings.server_tls13_ciphers, 'TLS_AES_128_GCM_SHA256');
+    assert.equal(cfg.settings.tcp_user_timeout, 1000);
   });
 
   it('a value of two quote characters', () => {
