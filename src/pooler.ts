@@ -224,6 +224,52 @@ export class Pooler extends EventEmitter {
     this.clientCount++;
     const c = new ClientConn(this, sock, unix);
     this.loginClients.push(c);
+    if (!unix) this.takeLoginSlot(c);
+  }
+
+  // ---- logins per source address (max_concurrent_logins_per_host) ----
+
+  private readonly loginsByHost = new Map<string, { running: number; queue: ClientConn[] }>();
+
+  /** A TCP client starts logging in: it gets a slot, or waits unread until one of its address's logins ends. */
+  private takeLoginSlot(c: ClientConn): void {
+    const limit = this.settings.max_concurrent_logins_per_host;
+    if (limit <= 0) return;
+    let h = this.loginsByHost.get(c.addr);
+    if (!h) {
+      h = { running: 0, queue: [] };
+      this.loginsByHost.set(c.addr, h);
+    }
+    if (h.running < limit) {
+      h.running++;
+      c.loginSlot = 'running';
+      return;
+    }
+    c.loginSlot = 'queued';
+    c.socket.pause();
+    h.queue.push(c);
+  }
+
+  /** The client's login is over (logged in, or gone): its slot goes to the next waiting client of that address. */
+  loginDone(c: ClientConn): void {
+    const slot = c.loginSlot;
+    if (slot === null) return;
+    c.loginSlot = null;
+    const h = this.loginsByHost.get(c.addr);
+    if (!h) return;
+    if (slot === 'queued') {
+      const i = h.queue.indexOf(c);
+      if (i >= 0) h.queue.splice(i, 1);
+    } else {
+      h.running--;
+      const next = h.queue.shift();
+      if (next) {
+        h.running++;
+        next.loginSlot = 'running';
+        next.socket.resume();
+      }
+    }
+    if (h.running === 0 && h.queue.length === 0) this.loginsByHost.delete(c.addr);
   }
 
   // ---- login ----
@@ -278,6 +324,7 @@ export class Pooler extends EventEmitter {
     const pool = this.getPool(db, db.forcedUser ?? user);
     c.pool = pool;
     this.loginClients.remove(c);
+    this.loginDone(c);
     db.clientCount++;
     user.clientCount++;
     db.lastUsed = clock.now;
@@ -295,6 +342,7 @@ export class Pooler extends EventEmitter {
   clientGone(c: ClientConn): void {
     this.clientCount--;
     if (c.cancelPid) this.cancelKeys.delete(`${c.cancelPid}:${c.cancelKey}`);
+    this.loginDone(c);
     if (c.state === ClientState.Login) this.loginClients.remove(c);
     else if (c.admin !== null) this.console.gone(c);
     else {

@@ -83,6 +83,7 @@ export class AdminConsole {
   /** The console client proved who it is: welcome it. */
   authenticated(c: ClientConn): void {
     this.pooler.loginClients.remove(c);
+    this.pooler.loginDone(c);
     this.clients.push(c);
     const app = c.vars.get('application_name') ?? '';
     const params = Buffer.concat([

@@ -172,6 +172,8 @@ export const PARAMS = [
     doc: 'NOTICE text sent to each client right after it logs in.' },
   { name: 'max_client_conn', kind: 'int', default: '100', reloadable: true, status: 'supported', area: 'limits',
     doc: 'Most client connections the pooler accepts in total.' },
+  { name: 'max_concurrent_logins_per_host', kind: 'int', default: '50', reloadable: true, status: 'supported', area: 'limits', pgtide: true,
+    doc: 'Most TCP clients from one address that may be logging in at once (0 = no limit); more wait, unread, for a free slot (client_login_timeout still applies), so a login storm cannot starve running traffic.' },
   { name: 'max_db_client_connections', kind: 'int', default: '0', reloadable: true, status: 'accepted', area: 'limits',
     doc: 'Most client connections per database (0 = no limit).' },
   { name: 'max_db_connections', kind: 'int', default: '0', reloadable: true, status: 'supported', area: 'limits',
