@@ -121,6 +121,10 @@ export function percentile(sorted: Float64Array, p: number): number | undefined 
 }
 
 /** Run pgbench once; never throws: problems land in `error`. */
+/** BENCH_TLS=1: every client (pgbench, psql) connects with sslmode=require (bench/run.ts sets up TLS everywhere). */
+export const BENCH_TLS = process.env.BENCH_TLS === '1';
+export const CLIENT_ENV: Record<string, string> = BENCH_TLS ? { PGSSLMODE: 'require' } : {};
+
 export async function runPgbench(w: Workload, o: PgbenchOptions): Promise<PgbenchResult> {
   const logDir = mkdtempSync('/tmp/pgtide-bench-log-');
   const removeLogDir = () => rmSync(logDir, { recursive: true, force: true });
@@ -135,7 +139,7 @@ export async function runPgbench(w: Workload, o: PgbenchOptions): Promise<Pgbenc
   try {
     // bash runs pgbench, then `times` reports pgbench's CPU time (the shell's children's user and sys) on stderr.
     const r = await execCapture('bash', ['-c', '"$0" "$@"; rc=$?; times >&2; exit $rc', pgBin('pgbench'), ...args], {
-      env: pgEnv({ PGPASSWORD: o.password }),
+      env: pgEnv({ PGPASSWORD: o.password, ...CLIENT_ENV }),
       timeoutMs: (o.seconds + 90) * 1000,
       cwd: logDir,
     });

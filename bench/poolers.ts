@@ -21,6 +21,8 @@ const READY_TIMEOUT_MS = 15_000;
 export interface PoolerSettings {
   pgPort: number;
   poolSize: number;
+  /** TLS on both sides (BENCH_TLS=1): the key and certificate the pooler shows clients. */
+  tls?: { key: string; cert: string };
 }
 
 export interface Pooler {
@@ -55,7 +57,7 @@ logfile = ${join(dir, 'pooler.log')}
 log_connections = 0
 log_disconnections = 0
 log_stats = 0
-`;
+${s.tls ? `client_tls_sslmode = require\nclient_tls_key_file = ${s.tls.key}\nclient_tls_cert_file = ${s.tls.cert}\nserver_tls_sslmode = require\n` : ''}`;
 }
 
 /** Plain password: both poolers authenticate clients with md5 and log in to PostgreSQL with SCRAM. */

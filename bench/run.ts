@@ -4,8 +4,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { pgBin, pgEnv, run, startPostgres, type PgServer } from '../test/harness/postgres.js';
-import { runPgbench, type Workload, type WorkloadKind } from './pgbench.js';
+import { onProcessExit, pgBin, pgEnv, pgFileOwner, run, startPostgres, type PgServer } from '../test/harness/postgres.js';
+import { BENCH_TLS, CLIENT_ENV, runPgbench, type Workload, type WorkloadKind } from './pgbench.js';
+import { makeCerts } from '../test/harness/certs.js';
 import { ensurePgbouncer, poolerVersion, REPO_ROOT, startPooler, type Pooler, type PoolerKind } from './poolers.js';
 import { CLK_TCK, cpuTicks, hostCpu, sleep, treeCpuTicks } from './procs.js';
 import { describeMachine, machineList, ratiosTable, resultsTable, roundsTable, summarize, TARGET_LABEL, type RunRecord, type Target } from './report.js';
@@ -100,7 +101,7 @@ function postmasterPid(pg: PgServer): number | undefined {
 
 async function checkLogin(port: number): Promise<void> {
   await run(pgBin('psql'), ['-X', '-A', '-t', '-q', '-h', '127.0.0.1', '-p', String(port), '-U', USER, '-d', DB, '-c', 'SELECT 1'],
-    { env: pgEnv({ PGPASSWORD: PASSWORD }), timeoutMs: 20_000 });
+    { env: pgEnv({ PGPASSWORD: PASSWORD, ...CLIENT_ENV }), timeoutMs: 20_000 });
 }
 
 /** `[a,b,c]` rotated left by k. */
@@ -132,7 +133,14 @@ async function main(): Promise<number> {
 
   const maxClients = Math.max(...workloads.map((w) => w.clients), 1);
   let pg: PgServer;
-  const extraConf = `shared_buffers = 256MB\nlog_connections = off\nlog_disconnections = off\nmax_wal_size = 4GB\n`;
+  let extraConf = `shared_buffers = 256MB\nlog_connections = off\nlog_disconnections = off\nmax_wal_size = 4GB\n`;
+  // BENCH_TLS=1: TLS on every hop (pgbench → pooler → PostgreSQL, and pgbench → PostgreSQL), certificates made here
+  const certs = BENCH_TLS ? makeCerts(pgFileOwner()) : null;
+  if (certs) {
+    onProcessExit(() => certs.cleanup());
+    extraConf += `ssl = on\nssl_cert_file = '${certs.f('server.crt')}'\nssl_key_file = '${certs.f('server.key')}'\n`;
+    notes.push('BENCH_TLS=1: TLS on both sides: pgbench uses sslmode=require; both poolers have client_tls_sslmode = require and server_tls_sslmode = require, with the same certificate; direct PostgreSQL has ssl = on.');
+  }
   try {
     pg = await startPostgres({ maxConnections: Math.max(1100, maxClients + 100), extraConf });
   } catch (e) {
@@ -147,7 +155,7 @@ async function main(): Promise<number> {
     const pmPid = postmasterPid(pg);
     const pgVersion = await pg.psql('SHOW server_version').catch(() => undefined);
 
-    const poolerSettings = { pgPort: pg.port, poolSize: cfg.poolSize };
+    const poolerSettings = { pgPort: pg.port, poolSize: cfg.poolSize, tls: certs ? { key: certs.f('server.key'), cert: certs.f('server.crt') } : undefined };
     for (const t of targets) {
       if (t === 'direct') continue;
       try {
