@@ -84,3 +84,17 @@ test('a password changed in PostgreSQL is picked up: the failed login asks again
   assert.equal(await who(b, 'aq_scram', 'changed-secret'), 'aq_scram');
   assert.equal((await refused(b, 'aq_scram', 'scram-secret')).code, '28P01');
 });
+
+test('auth_query that cannot run (auth_user refused by PostgreSQL) fails that login with 08006, and pgtide keeps serving', { timeout: 30_000 }, async (t) => {
+  const b = track(t, await startPgtide({
+    pg: server,
+    ini: (ctx) => iniFor(ctx, { settings: { auth_user: 'authq', auth_query: 'SELECT uname, phash FROM public.pgtide_lookup($1)' } }),
+    files: { 'userlist.txt': '"authq" "not-its-password"\n"app" "apppass"\n' },
+  }));
+  const e = await refused(b, 'aq_scram', 'scram-secret');
+  assert.equal(e.code, '08006');
+  assert.match(e.message, /authentication lookup failed/);
+  await b.waitForLog(/auth_query for user "aq_scram" failed/);
+  assert.equal(await who(b, 'app', 'apppass'), 'app'); // a user in auth_file is not affected
+  await stillServes(b);
+});

@@ -77,3 +77,23 @@ test('LISTEN inside a transaction block pins the client to its server instead', 
   await waitFor('unpinned', async () => (await admin.query('SHOW CLIENTS')).rows.every((r) => r.pinned === '') || null);
   await stillServes(b);
 });
+
+test('the listening connection lost: pgtide opens another and subscribes again; later notifications arrive', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 3 }));
+  const l = await appClient(t, b);
+  const got: string[] = [];
+  l.on('notification', (m) => got.push(m.payload ?? ''));
+  await l.query('LISTEN lost_conn');
+  const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'app' }));
+  await su.connect();
+  const pids = async () => (await su.query("select pid from pg_stat_activity where datname = 'app' and query ilike 'LISTEN%lost_conn%'")).rows.map((r) => Number(r.pid));
+  const [pid] = await waitFor('the listening connection', async () => ((await pids()).length === 1 ? await pids() : null));
+  await su.query('select pg_terminate_backend($1)', [pid]);
+  await b.waitForLog(/listening connection for database app lost .*; reconnecting/);
+  await waitFor('a new listening connection', async () => ((await pids()).some((p) => p !== pid) ? true : null));
+  const n = await appClient(t, b);
+  await n.query(`NOTIFY lost_conn, 'after'`);
+  await waitFor('the notification', () => (got.includes('after') ? true : null));
+  await stillServes(b);
+});

@@ -166,3 +166,18 @@ test('SQL PREPARE pins until DEALLOCATE; a temporary table until dropped; sessio
   await stillServes(r);
   await stillServes(b);
 });
+
+test('a pinned client whose server dies gets an error; the others keep working', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
+  const c = await appClient(t, b, { ignoreErrors: true });
+  const pid = Number((await c.query('select pg_backend_pid() as pid, pg_advisory_lock(99)')).rows[0].pid);
+  await waitFor('pinned', async () => (await admin(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '') || null);
+  const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' }));
+  await su.connect();
+  await su.query('select pg_terminate_backend($1)', [pid]);
+  await assert.rejects(c.query('select 1'), (e: PgError) => /terminat|server conn crashed|Connection terminated/i.test(e.message));
+  const other = await appClient(t, b);
+  assert.equal((await other.query('select pg_try_advisory_xact_lock(99) as ok')).rows[0].ok, true, 'the lock died with its session');
+  await stillServes(b);
+});
