@@ -53,7 +53,7 @@ export class Raw {
     return true;
   }
 
-  send(data: Buffer): void { this.sock.write(data); }
+  send(...data: Buffer[]): void { this.sock.write(data.length === 1 ? data[0]! : Buffer.concat(data)); }
 
   async byte(ms = 3000): Promise<string | null> {
     if (!(await this.need(1, ms))) return null;

@@ -121,3 +121,14 @@ export async function createRowsDatabase(server: PgServer, name: string): Promis
     name,
   );
 }
+
+/** Rows of a console command (SHOW …) through pgtide, as app/apppass (who must be in admin_users or stats_users). */
+export async function consoleRows(b: Pgtide, sql: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as Record<string, unknown>[];
+  } finally {
+    await c.end();
+  }
+}

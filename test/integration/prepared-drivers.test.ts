@@ -8,7 +8,6 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
@@ -23,6 +22,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, startPgtide, iniFor, track, REPO_ROOT, type Pgtide } from '../harness/pgtide.js';
 import { sleep, stillServes, type PgError } from '../harness/util.js';
+import { bind, closeMsg, describe, errorFields, execute, parse, query, rawLogin as loginRaw, sync, type Msg, type Raw } from '../harness/raw.js';
 
 const MODE: 'transaction' | 'session' = 'transaction';
 const TX = (MODE as string) === 'transaction';
@@ -330,123 +330,19 @@ test('Drizzle: .prepare(name) statements with placeholders, 500 executions from 
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Raw protocol client (as in protocol.test.ts): md5 login, typed messages.
+// Raw protocol client (test/harness/raw.ts), with the message builders under the names this file uses.
 
-interface Msg { type: string; body: Buffer }
+const Parse = (name: string, sql: string) => parse(name, sql);
+const DescribeS = (name: string) => describe('S', name);
+const CloseS = (name: string) => closeMsg('S', name);
+const Bind = (portal: string, stmt: string, params: string[]) => bind(stmt, params, portal);
+const Execute = (portal = '') => execute(portal);
+const Sync = sync;
+const Query = query;
 
-class Raw {
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  private constructor(readonly sock: net.Socket) {
-    sock.on('data', (d) => { this.buf = Buffer.concat([this.buf, d]); this.wake(); });
-    sock.on('close', () => { this.closed = true; this.wake(); });
-    sock.on('error', () => { /* close follows */ });
-  }
-
-  static open(port: number): Promise<Raw> {
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: '127.0.0.1', port });
-      sock.once('connect', () => resolve(new Raw(sock)));
-      sock.once('error', reject);
-    });
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  private async need(n: number, ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (this.buf.length < n) {
-      if (this.closed) return false;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`raw: timed out waiting for ${n} bytes (have ${this.buf.length})`);
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, left);
-        this.waiters.push(() => { clearTimeout(timer); r(); });
-      });
-    }
-    return true;
-  }
-
-  send(...data: Buffer[]): void { this.sock.write(Buffer.concat(data)); }
-
-  async msg(ms = 10_000): Promise<Msg | null> {
-    if (!(await this.need(5, ms))) return null;
-    const len = this.buf.readInt32BE(1);
-    if (!(await this.need(1 + len, ms))) return null;
-    const m: Msg = { type: String.fromCharCode(this.buf[0]!), body: Buffer.from(this.buf.subarray(5, 1 + len)) };
-    this.buf = this.buf.subarray(1 + len);
-    return m;
-  }
-
-  close(): void { this.sock.destroy(); }
-}
-
-function errorFields(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const code = String.fromCharCode(body[i]!);
-    const end = body.indexOf(0, i + 1);
-    out[code] = body.subarray(i + 1, end).toString('utf8');
-    i = end + 1;
-  }
-  return out;
-}
-
-function typed(type: string, body: Buffer | string = Buffer.alloc(0)): Buffer {
-  const data = typeof body === 'string' ? Buffer.from(body) : body;
-  const b = Buffer.alloc(5);
-  b.write(type, 0, 'latin1');
-  b.writeInt32BE(4 + data.length, 1);
-  return Buffer.concat([b, data]);
-}
-
-const cstr = (s: string) => Buffer.from(s + '\0');
-const i16 = (n: number) => { const b = Buffer.alloc(2); b.writeInt16BE(n); return b; };
-const i32 = (n: number) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; };
-const Parse = (name: string, sql: string) => typed('P', Buffer.concat([cstr(name), cstr(sql), i16(0)]));
-const DescribeS = (name: string) => typed('D', Buffer.concat([Buffer.from('S'), cstr(name)]));
-const CloseS = (name: string) => typed('C', Buffer.concat([Buffer.from('S'), cstr(name)]));
-const Bind = (portal: string, stmt: string, params: string[]) => typed('B', Buffer.concat([
-  cstr(portal), cstr(stmt), i16(0), i16(params.length),
-  ...params.flatMap((p) => [i32(Buffer.byteLength(p)), Buffer.from(p)]), i16(0),
-]));
-const Execute = (portal = '') => typed('E', Buffer.concat([cstr(portal), i32(0)]));
-const Sync = () => typed('S');
-const Query = (sql: string) => typed('Q', cstr(sql));
-
-function startupPacket(params: Record<string, string>): Buffer {
-  const body = Buffer.from(Object.entries(params).map(([k, v]) => `${k}\0${v}\0`).join('') + '\0');
-  const head = Buffer.alloc(8);
-  head.writeInt32BE(8 + body.length, 0);
-  head.writeInt32BE(196608, 4);
-  return Buffer.concat([head, body]);
-}
-
-/** Raw connection through pgtide as app (md5 against userlist.txt), at ReadyForQuery. */
+/** Raw connection through pgtide as app (md5 against userlist.txt), at ReadyForQuery, closed when the test ends. */
 async function rawLogin(t: { after(fn: () => unknown): unknown }, b: Pgtide): Promise<Raw> {
-  const r = track(t, await Raw.open(b.port));
-  r.send(startupPacket({ user: 'app', database: 'app' }));
-  for (;;) {
-    const m = await r.msg();
-    assert.ok(m, 'closed during login');
-    if (m.type === 'E') assert.fail(`login failed: ${errorFields(m.body).M}`);
-    if (m.type === 'R') {
-      const code = m.body.readInt32BE(0);
-      if (code === 5) {
-        const inner = createHash('md5').update('apppass' + 'app').digest('hex');
-        const outer = 'md5' + createHash('md5').update(Buffer.concat([Buffer.from(inner), m.body.subarray(4, 8)])).digest('hex');
-        r.send(typed('p', outer + '\0'));
-      } else if (code === 3) {
-        r.send(typed('p', 'apppass\0'));
-      } else assert.equal(code, 0, `unexpected auth request ${code}`);
-    } else if (m.type === 'Z') {
-      return r;
-    }
-  }
+  return track(t, await loginRaw(b));
 }
 
 /** Read messages up to and including ReadyForQuery; assert their types are exactly `types` (an ErrorResponse is shown). */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-import { stillServes, superuser, waitFor } from '../harness/util.js';
+import { stillServes, superuser, waitFor, consoleRows } from '../harness/util.js';
 import { bind, closeMsg, describe, execute, expectErrorAndClose, parse, query, rawLogin, replies, sync, typed, type Raw } from '../harness/raw.js';
 
 const STMT = 'select $1::int + 1 as x, pg_backend_pid() as pid';
@@ -26,15 +26,6 @@ function pidOf(rs: string[]): number {
   return Number(d.split(',')[1]);
 }
 
-async function adminRows(b: Pgtide, sql: string): Promise<Record<string, unknown>[]> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows as Record<string, unknown>[];
-  } finally {
-    await c.end();
-  }
-}
 
 test('a named statement follows its client to a new server: re-prepared there, the extra ParseComplete hidden', { timeout: 30_000 }, async (t) => {
   const server = await sharedPostgres();
@@ -52,7 +43,7 @@ test('a named statement follows its client to a new server: re-prepared there, t
   const oldPid = pidOf(first);
   await su.query('select pg_terminate_backend($1)', [oldPid]);
   await waitFor('the pooler to notice the dead server', async () => {
-    const rows = await adminRows(b, 'SHOW SERVERS');
+    const rows = await consoleRows(b, 'SHOW SERVERS');
     return rows.every((r) => Number(r.remote_pid) !== oldPid) || null;
   });
 
@@ -71,11 +62,11 @@ test('a named statement follows its client to a new server: re-prepared there, t
   const rs = await replies(c);
   assert.deepEqual(rs.map((x) => x.replace(/,\d+$/, '')), ['1', '2', 'D:1', 'C:SELECT 1', '1', '2', 'D:10', 'C:SELECT 1', 'Z']);
 
-  const stats = (await adminRows(b, 'SHOW STATS')).find((r) => r.database === 'app')!;
+  const stats = (await consoleRows(b, 'SHOW STATS')).find((r) => r.database === 'app')!;
   assert.equal(Number(stats.total_client_parse_count), 2);
   assert.equal(Number(stats.total_server_parse_count), 2, 'prepared once on each server');
   assert.equal(Number(stats.total_bind_count), 3);
-  const clients = (await adminRows(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
+  const clients = (await consoleRows(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
   assert.deepEqual(clients.map((r) => Number(r.prepared_statements)).sort(), [1, 1]);
   await stillServes(b);
 });
@@ -120,7 +111,7 @@ test('each server keeps at most max_prepared_statements, evicting the least rece
     a.send(Buffer.concat([parse(`q${n}`, `select ${n} as n`), bind(`q${n}`), execute(), sync()]));
     assert.deepEqual(await replies(a), ['1', '2', `D:${n}`, 'C:SELECT 1', 'Z']);
   }
-  const srv = (await adminRows(b, 'SHOW SERVERS')).filter((r) => r.database === 'app');
+  const srv = (await consoleRows(b, 'SHOW SERVERS')).filter((r) => r.database === 'app');
   assert.deepEqual(srv.map((r) => Number(r.prepared_statements)), [2]);
   const onServer = async () => {
     const r2 = await open(t, b);
@@ -173,7 +164,7 @@ test('a shared statement made stale by DDL is prepared again and the batch retri
   const c = await open(t, b);
   c.send(Buffer.concat([parse('mine', SQL), bind('mine'), execute(), sync()]));
   assert.deepEqual(await replies(c), ['1', '2', 'D:1,2', 'C:SELECT 1', 'Z']);
-  const ps = await adminRows(b, 'SHOW PREPARED_STATEMENTS');
+  const ps = await consoleRows(b, 'SHOW PREPARED_STATEMENTS');
   assert.deepEqual(ps.map((r) => [r.query, Number(r.clients), Number(r.servers), Number(r.retries)]), [[SQL, 2, 1, 1]]);
   assert.match(b.log(), /prepared statement PGTIDE_\d+ prepared again and the batch retried after: cached plan must not change result type/);
 
@@ -198,14 +189,14 @@ test('a named statement that takes an advisory lock pins its client when run, ho
   // Parse + Sync between transactions: answered by the pooler, no server involved yet
   a.send(Buffer.concat([parse('lk', 'select pg_advisory_lock($1::int)'), sync()]));
   assert.deepEqual(await replies(a), ['1', 'Z']);
-  assert.ok((await adminRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''), 'preparing takes no lock');
+  assert.ok((await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''), 'preparing takes no lock');
   a.send(Buffer.concat([bind('lk', ['77']), execute(), sync()]));
   assert.deepEqual(await replies(a), ['2', 'D:', 'C:SELECT 1', 'Z']);
-  const pin = await waitFor('pinned', async () => (await adminRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
+  const pin = await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
   assert.match(String(pin), /advisory locks: 1/);
   a.send(query('select pg_advisory_unlock(77)'));
   assert.deepEqual(await replies(a), ['T', 'D:t', 'C:SELECT 1', 'Z']);
-  await waitFor('unpinned', async () => (await adminRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
   await stillServes(b);
 });
 

@@ -7,18 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres } from '../harness/postgres.js';
-import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-import { appClient, stillServes, waitFor, type PgError } from '../harness/util.js';
+import { pgtideWith, track } from '../harness/pgtide.js';
+import { appClient, stillServes, waitFor, type PgError, consoleRows } from '../harness/util.js';
 
-async function admin(b: Pgtide, sql: string): Promise<Record<string, unknown>[]> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows as Record<string, unknown>[];
-  } finally {
-    await c.end();
-  }
-}
 
 /** A small deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {
@@ -83,7 +74,7 @@ test('SET statement_timeout / search_path / application_name follow their client
   assert.ok(checked > 3000, `${checked} checks`);
   assert.equal(servers.size, 3, 'the clients shared 3 servers');
   // no client ended up pinned: everything they did is tracked
-  const rows = (await admin(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
+  const rows = (await consoleRows(b, 'SHOW CLIENTS')).filter((r) => r.database === 'app');
   assert.deepEqual(rows.map((r) => r.pinned), Array(CLIENTS).fill(''));
   await stillServes(b);
 });
@@ -96,7 +87,7 @@ test('an advisory lock pins its client to the server until unlocked; a client le
   const holderPid = Number((await holder.query('select pg_backend_pid() as pid, pg_advisory_lock(4242)')).rows[0].pid);
   // the check runs right after the transaction's ReadyForQuery went out
   const pinned = await waitFor('the holder to be pinned', async () => {
-    const rows = (await admin(b, 'SHOW CLIENTS')).filter((r) => r.pinned !== '' && r.database === 'app');
+    const rows = (await consoleRows(b, 'SHOW CLIENTS')).filter((r) => r.pinned !== '' && r.database === 'app');
     return rows.length === 1 ? rows : null;
   });
   assert.match(String(pinned[0]!.pinned), /advisory locks: 1/);
@@ -113,16 +104,16 @@ test('an advisory lock pins its client to the server until unlocked; a client le
     assert.equal(Number((await holder.query('select pg_backend_pid() as pid')).rows[0].pid), holderPid);
   }
   await holder.query('select pg_advisory_unlock(4242)');
-  await waitFor('the holder to be unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await waitFor('the holder to be unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
   assert.equal((await others[0]!.query('select pg_try_advisory_xact_lock(4242) as ok')).rows[0].ok, true);
 
   // leaving while holding one: that server is closed, never handed to anyone
   await holder.query('select pg_advisory_lock(4343)');
   const pid2 = Number((await holder.query('select pg_backend_pid() as pid')).rows[0].pid);
   await holder.end();
-  await waitFor('the server to be closed', async () => (await admin(b, 'SHOW SERVERS')).every((r) => Number(r.remote_pid) !== pid2) || null);
+  await waitFor('the server to be closed', async () => (await consoleRows(b, 'SHOW SERVERS')).every((r) => Number(r.remote_pid) !== pid2) || null);
   for (const c of others) assert.equal((await c.query('select pg_try_advisory_xact_lock(4343) as ok')).rows[0].ok, true);
-  const ss = (await admin(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
+  const ss = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
   assert.equal(Number(ss.pins), 2);
   await stillServes(b);
 });
@@ -133,18 +124,18 @@ test('SQL PREPARE pins until DEALLOCATE; a temporary table until dropped; sessio
   const c = await appClient(t, b);
   await c.query('PREPARE two AS select 2 as n');
   for (let i = 0; i < 5; i++) assert.equal((await c.query('EXECUTE two')).rows[0].n, 2);
-  const pin = await waitFor('pinned', async () => (await admin(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
+  const pin = await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
   assert.match(String(pin), /prepared statements \(SQL PREPARE\): 1/);
   await c.query('DEALLOCATE two');
-  await waitFor('unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
   await c.query('CREATE TEMP TABLE tmp_pin (a int)');
   await c.query('insert into tmp_pin values (1)');
   assert.equal((await c.query('select count(*)::int as n from tmp_pin')).rows[0].n, 1);
   await c.query('DROP TABLE tmp_pin');
-  await waitFor('unpinned', async () => (await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
   // ON COMMIT DROP leaves nothing
   await c.query('BEGIN; CREATE TEMP TABLE tmp_x (a int) ON COMMIT DROP; COMMIT');
-  assert.ok((await admin(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''));
+  assert.ok((await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === ''));
 
   const r = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, session_state_policy: 'refuse', admin_users: 'app' }));
   const d = await appClient(t, r);
@@ -160,7 +151,7 @@ test('SQL PREPARE pins until DEALLOCATE; a temporary table until dropped; sessio
   assert.equal((await d.query("select current_setting('enable_seqscan') as v")).rows[0].v, 'on');
   const e = await appClient(t, r);
   assert.equal((await e.query("select current_setting('statement_timeout') as v")).rows[0].v, '0');
-  const ss = (await admin(r, 'SHOW SESSION_STATE')).find((x) => x.database === 'app')!;
+  const ss = (await consoleRows(r, 'SHOW SESSION_STATE')).find((x) => x.database === 'app')!;
   assert.equal(Number(ss.refusals), 3);
   assert.match(r.log(), /refused: SET enable_seqscan is not allowed/);
   await stillServes(r);
@@ -172,7 +163,7 @@ test('a pinned client whose server dies gets an error; the others keep working',
   const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
   const c = await appClient(t, b, { ignoreErrors: true });
   const pid = Number((await c.query('select pg_backend_pid() as pid, pg_advisory_lock(99)')).rows[0].pid);
-  await waitFor('pinned', async () => (await admin(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '') || null);
+  await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '') || null);
   const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' }));
   await su.connect();
   await su.query('select pg_terminate_backend($1)', [pid]);
