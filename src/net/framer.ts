@@ -21,8 +21,8 @@ export abstract class Framer {
   /** Set when the owner has closed: processing stops at once. */
   protected stopped = false;
 
-  /** Whether the owner needs the whole message of this type before deciding. */
-  protected abstract wantBody(type: number): boolean;
+  /** Whether the owner needs the whole message of this type (length word `length`) before deciding. */
+  protected abstract wantBody(type: number, length: number): boolean;
   /** A whole message (buf[start..end) includes type and length). */
   protected abstract onMessage(type: number, buf: Buffer, start: number, end: number): Verdict;
   /** The header of a message that will be streamed. */
@@ -85,7 +85,7 @@ export abstract class Framer {
         return;
       }
       const end = pos + 1 + mlen;
-      if (this.wantBody(type)) {
+      if (this.wantBody(type, mlen)) {
         if (end > len) break;
         const v = this.onMessage(type, chunk, pos, end);
         if (this.stopped) return;
@@ -158,7 +158,7 @@ export abstract class Framer {
         return len;
       }
       const total = 1 + mlen;
-      if (!this.wantBody(type)) {
+      if (!this.wantBody(type, mlen)) {
         const v = this.onHeader(type, mlen);
         this.resetFraming();
         if (this.stopped) return len;

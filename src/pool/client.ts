@@ -28,7 +28,7 @@ import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
 import { cstringEnd, PARSE_COMPLETE, Rq, withName, type Stmt } from './prepared.js';
-import { classify, Hazard } from './session-state.js';
+import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
@@ -78,6 +78,9 @@ function stmtHazard(buf: Buffer, textStart: number, end: number, tracked: Readon
   const textEnd = cstringEnd(buf, textStart, end);
   return textEnd < 0 ? Hazard.None : classify(buf, textStart, textEnd - 1, tracked).hazard;
 }
+
+/** Largest Query or Parse looked at for session state (larger ones are streamed and their transaction checked). */
+const MAX_LOOK = 1 << 20;
 
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
@@ -408,8 +411,17 @@ export class ClientConn extends Framer implements ListNode {
 
   // ---- request path (work phase) ----
 
-  protected wantBody(type: number): boolean {
-    if (this.forwarding) return (this.track && STMT_TYPES[type] === 1) || (this.guard && (type === FE.Query || type === FE.Parse));
+  protected wantBody(type: number, length: number): boolean {
+    if (this.forwarding) {
+      if (this.track && STMT_TYPES[type] === 1) return true;
+      if (!this.guard || (type !== FE.Query && type !== FE.Parse)) return false;
+      // a huge statement is streamed, not gathered to be looked at: its transaction is checked at its end instead
+      if (length > MAX_LOOK) {
+        this.stateDue = true;
+        return false;
+      }
+      return true;
+    }
     return this.state === ClientState.Login || this.admin !== null;
   }
 
@@ -646,7 +658,7 @@ export class ClientConn extends Framer implements ListNode {
 
   /** A simple Query while session state is watched: look at it; under session_state_policy = refuse, maybe refuse it. */
   private onQuery(buf: Buffer, start: number, end: number): Verdict {
-    const cl = classify(buf, start + 5, end - 1, this.pooler.trackedSetNames());
+    const cl = classifyQuery(buf, start + 5, end - 1, this.pooler.trackedSetNames());
     if (cl.hazard !== Hazard.None) {
       const s = this.server!;
       if (cl.hazard === Hazard.State && this.pooler.settings.session_state_policy === 'refuse' && this.pinReason === null && s.outstanding === 0 && !s.dirty) {

@@ -551,7 +551,7 @@ export class ServerConn extends Framer implements ListNode {
 
   // ---- reply path ----
 
-  protected wantBody(type: number): boolean {
+  protected wantBody(type: number, _length: number): boolean {
     if (this.inLogin || this.internalDone || this.owner) return true;
     if (type === BE.ReadyForQuery || type === BE.ParameterStatus) return true;
     if (this.tracking && (type === BE.CommandComplete || type === BE.ErrorResponse)) return true;

@@ -168,6 +168,21 @@ function scanCalls(buf: Buffer, from: number, end: number): Classified {
   return found;
 }
 
+/**
+ * A simple Query's text, which may hold several statements: each one after a `;` is looked at too (a `;` inside a
+ * literal only adds a look at a piece that is not a statement, which at worst asks for a needless check).
+ */
+export function classifyQuery(buf: Buffer, start: number, end: number, tracked: ReadonlySet<string>): Classified {
+  let best = classify(buf, start, end, tracked);
+  let semi = buf.indexOf(0x3b, start);
+  while (best.hazard !== Hazard.State && semi >= 0 && semi < end) {
+    const c = classify(buf, semi + 1, end, tracked);
+    if (c.hazard > best.hazard) best = c;
+    semi = buf.indexOf(0x3b, semi + 1);
+  }
+  return best;
+}
+
 /** SET …: LOCAL and transaction-level forms leave nothing; a tracked name is followed; anything else is state. */
 function classifySet(buf: Buffer, pos: number, end: number, tracked: ReadonlySet<string>): Classified {
   let [name, e] = word(buf, skipBlank(buf, pos, end), end);

@@ -172,3 +172,25 @@ test('a pinned client whose server dies gets an error; the others keep working',
   assert.equal((await other.query('select pg_try_advisory_xact_lock(99) as ok')).rows[0].ok, true, 'the lock died with its session');
   await stillServes(b);
 });
+
+test('a statement after the first in a query string is looked at too; one too large to look at (over 1 MB) is streamed and its transaction checked all the same', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const c = await appClient(t, b);
+  await c.query('select 1; SET enable_seqscan = off');
+  assert.match(String(await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((x) => x.pinned !== '')?.pinned)), /SET enable_seqscan/);
+  await c.query('RESET enable_seqscan');
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((x) => x.pinned === '') || null);
+  const big = 'x'.repeat(2 << 20);
+  // the leading statement is harmless; the SETs come after it, in a query too large to be looked at
+  const r = await c.query(`select length('${big}') as n; SET search_path = big_one, public; SET enable_seqscan = off`);
+  assert.equal((r as unknown as pg.QueryResult[])[0]!.rows[0].n, big.length);
+  // the SETs inside it were found by the check: search_path follows the client, enable_seqscan pins it
+  const pin = await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((x) => x.pinned !== '')?.pinned);
+  assert.match(String(pin), /SET enable_seqscan/);
+  assert.equal((await c.query("select current_setting('search_path') as v")).rows[0].v, 'big_one, public');
+  await c.query('RESET enable_seqscan');
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((x) => x.pinned === '') || null);
+  const other = await appClient(t, b);
+  assert.equal((await other.query("select current_setting('search_path') as v, current_setting('enable_seqscan') as s")).rows[0].v, '"$user", public');
+});

@@ -2,7 +2,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify, Hazard, readStateCheck, applySql } from '../../src/pool/session-state.js';
+import { classify, classifyQuery, Hazard, readStateCheck, applySql } from '../../src/pool/session-state.js';
 import { parseListen } from '../../src/pool/notify.js';
 
 const TRACKED = new Set(['statement_timeout', 'search_path']);
@@ -53,6 +53,20 @@ describe('classify', () => {
       if (what) assert.equal(c.what, what);
     });
   }
+});
+
+describe('classifyQuery', () => {
+  const q = (sql: string) => {
+    const b = Buffer.from(sql);
+    return classifyQuery(b, 0, b.length, TRACKED);
+  };
+  it('looks at every statement of a multi-statement query', () => {
+    assert.equal(q('select 1; SET enable_seqscan = off').hazard, Hazard.State);
+    assert.equal(q('select 1;\n  set statement_timeout = 5;').hazard, Hazard.Check);
+    assert.equal(q('SELECT abalance FROM pgbench_accounts WHERE aid = 1;').hazard, Hazard.None);
+    assert.equal(q("select 'a;b'").hazard, Hazard.None);
+    assert.equal(q('set statement_timeout = 1; listen x').hazard, Hazard.State);
+  });
 });
 
 describe('readStateCheck and applySql', () => {
