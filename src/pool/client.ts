@@ -469,12 +469,10 @@ export class ClientConn extends Framer implements ListNode {
   protected onMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
     if (this.forwarding) {
       if (type === FE.Query) return this.onQuery(buf, start, end);
-      if (type === FE.Parse && this.guard) {
-        const nameEnd = cstringEnd(buf, start + 5, end);
-        const textEnd = nameEnd < 0 ? -1 : cstringEnd(buf, nameEnd, end);
-        if (textEnd > 0 && classify(buf, nameEnd, textEnd - 1, this.pooler.trackedSetNames()).hazard !== Hazard.None) this.stateDue = true;
-      }
       if (this.track) return this.onStmtMessage(type, buf, start, end);
+      // statements not tracked: a Parse is only looked at (a named one's later Binds are not)
+      const nameEnd = cstringEnd(buf, start + 5, end);
+      if (nameEnd > 0 && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
       return this.onHeader(type);
     }
     if (this.admin !== null && this.state !== ClientState.Login) {
@@ -547,23 +545,16 @@ export class ClientConn extends Framer implements ListNode {
     const kind = type === FE.Parse ? Rq.Parse : type === FE.Bind ? Rq.Bind : type === FE.Describe ? Rq.Describe : Rq.Close;
     // the unnamed statement, a portal, or a name the client never prepared here: as sent (PostgreSQL answers)
     if (nameEnd === nameStart + 1 || ((type === FE.Describe || type === FE.Close) && buf[start + 5] !== 0x53)) {
+      if (type === FE.Parse && this.guard && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
       s.record(kind);
       return Verdict.Forward;
     }
     const name = buf.toString('utf8', nameStart, nameEnd - 1);
     const stats = this.pool!.stats;
     if (type === FE.Parse) {
-      const map = (this.stmts ??= new Map());
-      if (map.has(name)) {
-        log.log(`prepared statement '${name}' was already prepared`, this);
-        this.fail(new PoolerError(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`));
-        return Verdict.Skip;
-      }
-      const st = this.pooler.stmts.intern(buf, nameEnd, end);
-      if (st.hazard < 0) st.hazard = stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames());
-      map.set(name, st);
-      st.clientRefs++;
-      stats.clientParseCount++;
+      const st = this.addStmt(name, buf, nameEnd, end);
+      if (st === null) return Verdict.Skip;
+      if (this.guard && st.hazard > 0) this.stateDue = true;
       s.clientParse(st, name, this.out);
     } else {
       const st = this.stmts?.get(name);
@@ -609,21 +600,10 @@ export class ClientConn extends Framer implements ListNode {
       parses++;
     }
     if (parses === 0 || pos + 5 !== len || chunk[pos] !== FE.Sync || chunk.readUInt32BE(pos + 1) !== 4) return false;
-    const map = (this.stmts ??= new Map());
     for (pos = 0; chunk[pos] === FE.Parse; ) {
       const end = pos + 1 + chunk.readUInt32BE(pos + 1);
       const nameEnd = cstringEnd(chunk, pos + 5, end);
-      const name = chunk.toString('utf8', pos + 5, nameEnd - 1);
-      if (map.has(name)) {
-        log.log(`prepared statement '${name}' was already prepared`, this);
-        this.fail(new PoolerError(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`));
-        return true;
-      }
-      const st = this.pooler.stmts.intern(chunk, nameEnd, end);
-      if (st.hazard < 0) st.hazard = stmtHazard(chunk, nameEnd, end, this.pooler.trackedSetNames());
-      map.set(name, st);
-      st.clientRefs++;
-      this.pool!.stats.clientParseCount++;
+      if (this.addStmt(chunk.toString('utf8', pos + 5, nameEnd - 1), chunk, nameEnd, end) === null) return true;
       pos = end;
     }
     const reply = Buffer.allocUnsafe(parses * 5 + READY_IDLE.length);
@@ -779,12 +759,30 @@ export class ClientConn extends Framer implements ListNode {
     return Verdict.Skip;
   }
 
+  /**
+   * The client's Parse of `name` (query text and types at buf[textStart..end)): its statement, or null when the name
+   * is taken (PostgreSQL's 42P05; the client is closed, as PgBouncer does).
+   */
+  private addStmt(name: string, buf: Buffer, textStart: number, end: number): Stmt | null {
+    const map = (this.stmts ??= new Map());
+    if (map.has(name)) {
+      log.log(`prepared statement '${name}' was already prepared`, this);
+      this.fail(new PoolerError(SqlState.DuplicatePreparedStatement, `prepared statement "${name}" already exists`));
+      return null;
+    }
+    const st = this.pooler.stmts.intern(buf, textStart, end);
+    if (st.hazard < 0) st.hazard = stmtHazard(buf, textStart, end, this.pooler.trackedSetNames());
+    map.set(name, st);
+    st.clientRefs++;
+    this.pool!.stats.clientParseCount++;
+    return st;
+  }
+
   /** Drop a name from the client's statements (Close, or a Parse PostgreSQL ignored). */
   unmapStmt(name: string, st: Stmt): void {
     if (this.stmts?.get(name) !== st) return;
     this.stmts.delete(name);
-    st.clientRefs--;
-    this.pooler.stmts.drop(st);
+    this.pooler.stmts.unrefClient(st);
   }
 
   /** Put a name back (a Close PostgreSQL ignored). */
@@ -800,10 +798,7 @@ export class ClientConn extends Framer implements ListNode {
     const m = this.stmts;
     if (m === null) return;
     this.stmts = null;
-    for (const st of m.values()) {
-      st.clientRefs--;
-      this.pooler.stmts.drop(st);
-    }
+    for (const st of m.values()) this.pooler.stmts.unrefClient(st);
   }
 
   protected emit(data: Buffer): void {

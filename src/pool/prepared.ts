@@ -81,8 +81,18 @@ export class StmtRegistry {
     return s;
   }
 
-  /** Forget statements nobody holds any more. */
-  drop(s: Stmt): void {
+  /** A client name / a server let go of the statement; it is forgotten once nobody holds it. */
+  unrefClient(s: Stmt): void {
+    s.clientRefs--;
+    this.drop(s);
+  }
+
+  unrefServer(s: Stmt): void {
+    s.serverRefs--;
+    this.drop(s);
+  }
+
+  private drop(s: Stmt): void {
     if (s.clientRefs === 0 && s.serverRefs === 0 && this.byKey.get(s.key) === s) this.byKey.delete(s.key);
   }
 

@@ -934,10 +934,7 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   private forget(st: Stmt): void {
-    if (this.stmts !== null && this.stmts.delete(st)) {
-      st.serverRefs--;
-      this.pooler.stmts.drop(st);
-    }
+    if (this.stmts !== null && this.stmts.delete(st)) this.pooler.stmts.unrefServer(st);
   }
 
   /** The session's prepared statements are gone (DISCARD ALL, DEALLOCATE ALL, closing). */
@@ -945,10 +942,7 @@ export class ServerConn extends Framer implements ListNode {
     const m = this.stmts;
     if (m === null) return;
     this.stmts = null;
-    for (const st of m.keys()) {
-      st.serverRefs--;
-      this.pooler.stmts.drop(st);
-    }
+    for (const st of m.keys()) this.pooler.stmts.unrefServer(st);
   }
 
   /** Linking and unlinking: start and end recording. */

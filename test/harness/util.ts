@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import type { PgServer } from './postgres.js';
+import { spawn } from 'node:child_process';
+import { pgBin, pgEnv, type PgServer } from './postgres.js';
 import { track, type Pgtide } from './pgtide.js';
 
 /** What track() needs from a test: a node:test TestContext, or `{ after }` from node:test for a whole file. */
@@ -131,4 +132,18 @@ export async function consoleRows(b: Pgtide, sql: string): Promise<Record<string
   } finally {
     await c.end();
   }
+}
+
+/** psql through pgtide as app/apppass with extra conninfo (e.g. `sslmode=require`), one command; killed after 15 s. */
+export function psqlThrough(b: Pgtide, conninfo: string, sql: string, host = '127.0.0.1'): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(pgBin('psql'), ['-XAtq', '-w', '-d', `host=${host} port=${b.port} user=app dbname=app ${conninfo}`, '-c', sql],
+      { env: pgEnv({ PGPASSWORD: 'apppass' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out: out.trim(), err }); });
+  });
 }

@@ -5,26 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
 import pg from 'pg';
-import { sharedPostgres, pgBin, pgEnv } from '../harness/postgres.js';
+import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, type Pgtide } from '../harness/pgtide.js';
-import { stillServes as selectOneWorks } from '../harness/util.js';
+import { psqlThrough, stillServes as selectOneWorks } from '../harness/util.js';
 import { V3, SSL_REQUEST, GSSENC_REQUEST, Raw, startupPacket, special, typed, query, expectErrorAndClose, finishLogin, rawLogin, rawSelect } from '../harness/raw.js';
 
 
-function psql(b: Pgtide, sslmode: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(pgBin('psql'), ['-XAtq', '-w', '-d', `host=127.0.0.1 port=${b.port} user=app dbname=app sslmode=${sslmode}`, '-c', 'SELECT 40 + 2'],
-      { env: pgEnv({ PGPASSWORD: 'apppass' }), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out: out.trim(), err }); });
-  });
-}
+const psql = (b: Pgtide, sslmode: string) => psqlThrough(b, `sslmode=${sslmode}`, 'SELECT 40 + 2');
 
 let bouncer: Pgtide;
 let small: Pgtide;

@@ -7,14 +7,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { sharedPostgres, pgBin, pgEnv, type PgServer } from '../harness/postgres.js';
+import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, startPgtide, iniFor, type Pgtide } from '../harness/pgtide.js';
-import { stillServes } from '../harness/util.js';
+import { psqlThrough, stillServes } from '../harness/util.js';
 import { makeCerts, type Certs } from '../harness/certs.js';
 
 let certs: Certs;
@@ -39,18 +38,7 @@ function tlsSettings(mode: string, extra: Record<string, string> = {}): Record<s
   };
 }
 
-function psql(b: Pgtide, conn: string, host = '127.0.0.1'): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(pgBin('psql'), ['-XAtq', '-w', '-d', `host=${host} port=${b.port} user=app dbname=app ${conn}`, '-c', 'SELECT 1'],
-      { env: pgEnv({ PGPASSWORD: 'apppass' }), stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out: out.trim(), err }); });
-  });
-}
+const psql = (b: Pgtide, conn: string, host = '127.0.0.1') => psqlThrough(b, conn, 'SELECT 1', host);
 
 /** Send an SSLRequest (optionally followed by more bytes in the same write) and collect what comes back until close. */
 function rawSslRequest(port: number, extra: Buffer = Buffer.alloc(0)): Promise<Buffer> {
