@@ -3,6 +3,7 @@
 
 import type net from 'node:net';
 import tls from 'node:tls';
+import { SocketWriter } from '../net/socket-writer.js';
 import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
 import {
   AUTH_OK,
@@ -84,6 +85,8 @@ const MAX_LOOK = 1 << 20;
 
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
+/** A client waiting for a server is paused once it has sent this much more. */
+const STASH_PAUSE_BYTES = 64 * 1024;
 
 let nextClientId = 1;
 
@@ -125,13 +128,17 @@ export class ClientConn extends Framer implements ListNode {
   readonly port: number;
   /** The client's socket: the accepted one, or the TLS socket wrapped around it after an SSLRequest. */
   socket: net.Socket;
+  /** Writes to `socket` (socket-writer.ts). */
+  private writer!: SocketWriter;
   /** `TLSv1.3/<cipher>` once the TLS handshake is done; 'no' for a plain connection (log line, SHOW CLIENTS). */
   tls = 'no';
   /** An SSLRequest was answered 'S': the socket is (being) upgraded. */
   private tlsStarted = false;
 
-  /** Requests received while no server was ready; the socket is paused meanwhile. */
+  /** Requests received while no server was ready (or while a login or LISTEN is in progress). */
   private stash: Buffer[] | null = null;
+  /** Bytes in the stash (hold() pauses the socket past STASH_PAUSE_BYTES). */
+  private stashBytes = 0;
   /** Linked and prepared: bytes go straight to the server. */
   private forwarding = false;
   /** Prepared statements are tracked on the current link (transaction/statement mode, max_prepared_statements > 0). */
@@ -198,6 +205,7 @@ export class ClientConn extends Framer implements ListNode {
   private readonly onSocketClose = (): void => this.close('client unexpected eof');
 
   private attach(sock: net.Socket): void {
+    this.writer = new SocketWriter(sock, this.onSocketDrain);
     sock.on('data', this.onSocketData);
     sock.on('drain', this.onSocketDrain);
     sock.on('error', this.onSocketError);
@@ -281,7 +289,12 @@ export class ClientConn extends Framer implements ListNode {
   // ---- I/O ----
 
   write(data: Buffer): boolean {
-    return this.socket.write(data);
+    return this.writer.write(data);
+  }
+
+  /** Bytes written to the client are not all out yet (a buffer they came from must not be reused). */
+  writeQueued(): boolean {
+    return this.writer.queued();
   }
 
   bytesOut(n: number): void {
@@ -324,15 +337,22 @@ export class ClientConn extends Framer implements ListNode {
       if (chunk[0] === FE.Query && this.listenLocally(chunk)) return;
     }
     // try to get a server at once; only when none is ready does the client wait, paused
+    // not paused while it waits (pause and resume cost a tick each): a waiting client rarely sends more, and what it
+    // does send is held, up to STASH_PAUSE_BYTES before the socket is paused
     this.stash = [chunk];
+    this.stashBytes = chunk.length;
     if (this.state === ClientState.Active && !this.server) this.pool!.requestServer(this);
-    if (this.stash !== null && !this.closed) this.socket.pause();
   }
 
   private hold(chunk: Buffer): void {
-    if (this.stash) this.stash.push(chunk);
-    else this.stash = [chunk];
-    this.socket.pause();
+    if (this.stash) {
+      this.stash.push(chunk);
+      this.stashBytes += chunk.length;
+    } else {
+      this.stash = [chunk];
+      this.stashBytes = chunk.length;
+    }
+    if (this.state !== ClientState.Active || this.stashBytes > STASH_PAUSE_BYTES) this.socket.pause();
   }
 
   /** Forward a chunk; while statements are tracked, rewritten messages go out with the rest in one write. */
@@ -708,6 +728,7 @@ export class ClientConn extends Framer implements ListNode {
   private listenLocally(chunk: Buffer): boolean {
     if (this.pool!.mode() === 'session' || this.pooler.settings.session_state_policy === 'allow') return false;
     if (chunk.length < 6 || chunk.readUInt32BE(1) + 1 !== chunk.length || chunk.length > 1024) return false;
+    if (!mayBeListen(chunk)) return false; // no string is built for other queries
     const p = parseListen(chunk.toString('utf8', 5, chunk.length - 1));
     if (!p) return false;
     const hub = this.pooler.notify;
@@ -718,6 +739,7 @@ export class ClientConn extends Framer implements ListNode {
     }
     // hold what the client sends next until the listening connection has the channel
     this.stash = [];
+    this.stashBytes = 0;
     this.socket.pause();
     hub.listen(this, p.channel!, (err) => {
       if (this.closed) return;
@@ -1162,8 +1184,18 @@ export class ClientConn extends Framer implements ListNode {
     this.pooler.clientGone(this);
     const sock = this.socket;
     if (!sock.destroyed) {
-      if (sock.writableLength > 0) sock.end(() => sock.destroy());
+      if (this.writer.queued()) sock.end(() => sock.destroy());
       else sock.destroy();
     }
   }
+}
+
+/** The first non-blank byte of a Query's text is L or U: it may be LISTEN or UNLISTEN (parseListen decides). */
+function mayBeListen(q: Buffer): boolean {
+  for (let i = 5; i < q.length; i++) {
+    const b = q[i]!;
+    if (b === 0x20 || (b >= 0x09 && b <= 0x0d)) continue;
+    return (b | 0x20) === 0x6c || (b | 0x20) === 0x75;
+  }
+  return false;
 }

@@ -35,6 +35,7 @@ import { ServerState, SERVER_STATE_NAMES } from './states.js';
 import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
+import { SocketWriter } from '../net/socket-writer.js';
 
 const enum After {
   None = 0,
@@ -74,6 +75,8 @@ export class ServerConn extends Framer implements ListNode {
   readonly id = nextServerId++;
   state = ServerState.Login;
   socket: net.Socket | null = null;
+  /** Writes to `socket` (socket-writer.ts). */
+  private writer: SocketWriter | null = null;
   client: ClientConn | null = null;
 
   /** Requests sent (Query, Sync, FunctionCall) not yet answered by ReadyForQuery. */
@@ -187,6 +190,7 @@ export class ServerConn extends Framer implements ListNode {
       ? net.connect({ path: t.path, onread })
       : net.connect({ host: t.host!, port: t.port, onread });
     this.socket = sock;
+    this.writer = new SocketWriter(sock, () => this.onDrain());
     sock.setNoDelay(true);
     if (this.pooler.settings.tcp_keepalive && !t.path) sock.setKeepAlive(true);
     sock.on('connect', () => this.onConnect());
@@ -208,7 +212,7 @@ export class ServerConn extends Framer implements ListNode {
       return false;
     }
     const c = this.client;
-    if (buf === this.readBuf && (this.pausedForClient || (c !== null && c.socket.writableLength > 0))) this.readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
+    if (buf === this.readBuf && (this.pausedForClient || (c !== null && c.writeQueued()))) this.readBuf = Buffer.allocUnsafe(READ_BUF_SIZE);
     return !this.pausedForClient && !this.closed;
   }
 
@@ -266,6 +270,7 @@ export class ServerConn extends Framer implements ListNode {
       checkServerIdentity: stls.mode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
     });
     this.socket = ts;
+    this.writer = new SocketWriter(ts, () => this.onDrain());
     ts.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
     ts.on('drain', () => this.onDrain());
     ts.on('error', (err: Error) => this.onSocketError(err));
@@ -709,7 +714,7 @@ export class ServerConn extends Framer implements ListNode {
 
   /** Client → server bytes. Returns false when the server socket is full. */
   write(data: Buffer): boolean {
-    return this.socket!.write(data);
+    return this.writer!.write(data);
   }
 
   private onDrain(): void {
@@ -1018,7 +1023,7 @@ export class ServerConn extends Framer implements ListNode {
     const sock = this.socket;
     if (sock && !sock.destroyed) {
       sock.removeAllListeners('data');
-      if (!this.inLogin && sock.writable && sock.writableLength > 0) {
+      if (!this.inLogin && sock.writable && this.writer !== null && this.writer.queued()) {
         // bytes of a departed client's last request are still queued: let them reach PostgreSQL first
         sock.end(TERMINATE, () => sock.destroy());
         sock.setTimeout(10_000, () => sock.destroy());
