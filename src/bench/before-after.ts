@@ -108,6 +108,11 @@ interface Endpoint {
   sslmode: string;
 }
 
+/** "cannot connect to" when no connection was made, "cannot log in to" when the server said no. */
+function connectFailure(e: unknown): string {
+  return e instanceof PgClientError && e.stage === 'connect' ? 'cannot connect to' : 'cannot log in to';
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Run the before/after benchmark; resolves to the exit code. Throws BenchError for problems before measuring. */
@@ -140,7 +145,7 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
   try {
     monitor = await PgClient.connect(target, { applicationName: 'pgtide-bench-monitor' });
   } catch (e) {
-    throw new BenchError(`cannot log in to PostgreSQL at ${describeTarget(target)}: ${(e as Error).message}`);
+    throw new BenchError(`${connectFailure(e)} PostgreSQL at ${describeTarget(target)}: ${(e as Error).message}`);
   }
 
   let tmp: string | undefined;
@@ -274,7 +279,7 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
       probe.close();
     } catch (e) {
       const log = pooler ? `\n--- pgtide log ---\n${pooler.logTail(20)}` : '';
-      throw new BenchError(`cannot log in through the pooler at ${describeTarget(pooledAsTarget)}: ${(e as Error).message}${log}`);
+      throw new BenchError(`${connectFailure(e)} the pooler at ${describeTarget(pooledAsTarget)}: ${(e as Error).message}${log}`);
     }
     if (pooler) {
       await sleep(300); // let min_pool_size connections open before the RSS baseline

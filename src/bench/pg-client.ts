@@ -12,6 +12,9 @@ export type Rows = (string | null)[][];
 
 /** An error PostgreSQL (or a pooler) sent, or a connection failure (code undefined). */
 export class PgClientError extends Error {
+  /** 'connect': no connection was made (refused, unknown host, timeout); else the login or a query failed. */
+  stage: 'connect' | 'session' = 'session';
+
   constructor(message: string, readonly code?: string, readonly severity?: string) {
     super(message);
     this.name = 'PgClientError';
@@ -81,12 +84,17 @@ export class PgClient {
   static async connect(t: BenchTarget, opts: ConnectOptions = {}): Promise<PgClient> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const t0 = process.hrtime.bigint();
-    const where = t.host.startsWith('/') ? `${t.host}/.s.PGSQL.${t.port}` : `${t.host}:${t.port}`;
+
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = t.host.startsWith('/') ? netConnect({ path: `${t.host}/.s.PGSQL.${t.port}` }) : netConnect({ host: t.host, port: t.port });
+      const fail = (why: string) => {
+        const e = new PgClientError(why);
+        e.stage = 'connect';
+        reject(e);
+      };
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new PgClientError(`cannot connect to ${where}: timed out after ${timeoutMs / 1000} s`));
+        fail(`timed out after ${timeoutMs / 1000} s`);
       }, timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);
@@ -95,12 +103,12 @@ export class PgClient {
       });
       s.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new PgClientError(`cannot connect to ${where}: ${e.code === 'ECONNREFUSED' ? 'connection refused (is the server running there?)' : e.message}`));
+        fail(e.code === 'ECONNREFUSED' ? 'connection refused (is the server running there?)' : e.code === 'ENOTFOUND' ? `unknown host ${t.host}` : e.message);
       });
     });
     socket.setNoDelay(true);
     const client = new PgClient(socket);
-    const timer = setTimeout(() => client.fail(new PgClientError(`no login answer from ${where} within ${timeoutMs / 1000} s`)), timeoutMs);
+    const timer = setTimeout(() => client.fail(new PgClientError(`no answer to the login within ${timeoutMs / 1000} s`)), timeoutMs);
     try {
       if (t.sslmode === 'prefer' || t.sslmode === 'require') await client.negotiateTls(t.sslmode, t.host);
       client.listen();

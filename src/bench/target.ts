@@ -26,8 +26,10 @@ const HARMLESS = new Set(['schema', 'connection_limit', 'pool_timeout', 'pgbounc
  */
 export function parseTarget(raw: string, fallbackPassword?: string): BenchTarget {
   let url: URL;
+  // libpq allows an empty host (postgres://user:pw@/db?host=/socket/dir); WHATWG URLs do not: parse with a stand-in
+  const emptyHost = /^postgres(?:ql)?:\/\/(?:[^/?#@]*@)?(?=[/?#]|$)/i.exec(raw);
   try {
-    url = new URL(raw);
+    url = new URL(emptyHost ? `${emptyHost[0]}emptyhost.invalid${raw.slice(emptyHost[0].length)}` : raw);
   } catch {
     throw new TargetError(`not a URL: "${redact(raw)}" (expected postgres://user:password@host:port/database)`);
   }
@@ -42,7 +44,7 @@ export function parseTarget(raw: string, fallbackPassword?: string): BenchTarget
     }
   };
   const params = url.searchParams;
-  let host = dec(url.hostname, 'host');
+  let host = emptyHost ? '' : dec(url.hostname, 'host');
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1); // IPv6 literal
   host = params.get('host') ?? host;
   if (!host) throw new TargetError('the URL names no host (postgres://user:password@host:port/database, or ?host=/socket/dir)');
