@@ -216,6 +216,7 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
       if (sampler) {
         if (sampler.peakMemory?.memoryKb !== undefined && !sampler.memoryError) {
           r.memoryKb = sampler.peakMemory.memoryKb;
+          r.memoryBackends = sampler.peakMemory.backends;
           r.backendPssKb = sampler.peakMemory.backendPssKb;
           r.poolerGrowthKb = sampler.peakMemory.poolerGrowthKb;
         } else r.memoryNote = memoryReason ?? sampler.memoryError ?? 'no sample taken during the run';
@@ -304,7 +305,9 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
     // ---- the report
     const directDesc = `pgbench → PostgreSQL at ${describeTarget(target)} (${redact(a.url)})`;
     if (a.protocol !== 'simple') notes.push(`pgbench -M ${a.protocol}.`);
-    notes.push(`pgbench runs on this machine with -j ${threads}; on a small machine it competes for the CPUs with PostgreSQL and the pooler.`);
+    notes.push(`pgbench runs on this machine with -j ${threads} (threads)${a.threads === undefined ? ', one per CPU' : ''}; it competes for the CPUs with PostgreSQL and the pooler. ` +
+      'pgbench opens connections synchronously within each thread, so with few threads a slow connection also holds up the other clients of its thread; ' +
+      'more threads (--threads) mostly raise the throughput through the pooler and the direct connection setup time (more connections start at once).');
     const meta = {
       date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       pgtide: VERSION_LINE,

@@ -26,6 +26,8 @@ export interface StepResult {
   samples: number;
   /** Server-side memory at its sampled peak: backends' PSS (+ pooler RSS growth), kB. */
   memoryKb?: number;
+  /** The parts of memoryKb: the backends counted at that sample, their PSS, the pooler's RSS growth. */
+  memoryBackends?: number;
   backendPssKb?: number;
   poolerGrowthKb?: number;
   /** Why memory is n/a. */
@@ -108,7 +110,16 @@ export function seedRows(steps: StepResult[], clients: number, levels: number[],
   const dMem = mb(d);
   const pMem = mb(p);
   rows.push({ metric: 'Memory per connection', before: val(d, dMem, ' MB'), after: val(p, pMem, ' MB'), gain: gain(dMem, pMem, 'lower') });
-  for (const s of [d, p]) if (s && s.memoryKb === undefined && s.memoryNote) notes.push(`memory ${s.mode === 'direct' ? 'before' : 'after'}: n/a: ${s.memoryNote}`);
+  for (const s of [d, p]) {
+    if (!s) continue;
+    const side = s.mode === 'direct' ? 'before' : 'after';
+    if (s.memoryKb === undefined) {
+      if (s.memoryNote) notes.push(`memory ${side}: n/a: ${s.memoryNote}`);
+    } else if (s.backendPssKb !== undefined) {
+      const growth = s.poolerGrowthKb !== undefined ? ` + the pooler's RSS growth ${fmt(s.poolerGrowthKb / 1024)} MB` : '';
+      notes.push(`memory ${side}: ${s.memoryBackends ?? '?'} backends' PSS ${fmt(s.backendPssKb / 1024)} MB${growth}, ÷ ${clients} clients`);
+    }
+  }
 
   rows.push({ metric: 'Query latency p99', before: val(d, d?.p99Ms, ' ms'), after: val(p, p?.p99Ms, ' ms'), gain: gain(d?.p99Ms, p?.p99Ms, 'lower') });
   rows.push({ metric: 'Throughput', before: val(d, d?.xactPerSec, '/sec'), after: val(p, p?.xactPerSec, '/sec'), gain: gain(d?.xactPerSec, p?.xactPerSec, 'higher') });
@@ -187,7 +198,7 @@ export function renderReport(steps: StepResult[], m: ReportMeta): Report {
   }
   out.push('## Every step', '', stepsTable(steps), '');
   out.push('## How each row is measured', '',
-    '- **Connections per user**: the most PostgreSQL backends for the database seen at once in pg_stat_activity (sampled during the run; backends that existed before the bench and the monitoring connection not counted), divided by the clients.',
+    '- **Connections per user**: the most PostgreSQL backends for the database seen at once in pg_stat_activity (sampled during the run; backends that existed before the bench and the monitoring connection not counted), divided by the clients. With -C a client holds one connection while a request runs and none between requests, so direct is close to 1.',
     '- **Connection setup time**: pgbench\'s "average connection time" with -C: from starting a connection until it is ready for queries, averaged over every connection of the run.',
     '- **Concurrent users**: the highest tested concurrency whose run completed with no aborted client and no failed request.',
     '- **Memory per connection**: server-side memory at its sampled peak divided by the clients: the PSS (/proc/<pid>/smaps_rollup) of the PostgreSQL backends, plus, through the pooler, the growth of the pooler\'s RSS since it started.',

@@ -191,7 +191,7 @@ describe('the report', () => {
     step('direct', 10, { xactPerSec: 300, avgConnMs: 20, p99Ms: 100, backendsPeak: 10, memoryKb: 10 * 2048 }),
     step('pooled', 10, { xactPerSec: 1800, avgConnMs: 1, p99Ms: 50, backendsPeak: 10, memoryKb: 10 * 3072 }),
     step('direct', 50, { xactPerSec: 150, avgConnMs: 40, p99Ms: 1000, backendsPeak: 50, memoryKb: 50 * 2048 }),
-    step('pooled', 50, { xactPerSec: 2400, avgConnMs: 2, p99Ms: 150, backendsPeak: 25, memoryKb: 50 * 1024 }),
+    step('pooled', 50, { xactPerSec: 2400, avgConnMs: 2, p99Ms: 150, backendsPeak: 25, memoryKb: 50 * 1024, memoryBackends: 25, backendPssKb: 38_400, poolerGrowthKb: 12_800 }),
     step('direct', 100, { ok: false, problem: '4 of 100 clients aborted: FATAL: sorry, too many clients already', xactPerSec: 160, avgConnMs: 30, p99Ms: 2000, backendsPeak: 96 }),
     step('pooled', 100, { xactPerSec: 1500, avgConnMs: 3, p99Ms: 280, backendsPeak: 25, memoryKb: 100 * 512 }),
   ];
@@ -222,7 +222,7 @@ describe('the report', () => {
       ['1,000 ms', '150 ms', '-85%'],
       ['150/sec', '2,400/sec', '+16x'],
     ]);
-    assert.deepEqual(notes, []);
+    assert.deepEqual(notes, ["memory after: 25 backends' PSS 37.5 MB + the pooler's RSS growth 12.5 MB, ÷ 50 clients"]);
     assert.equal(markdownTable(rows).split('\n')[2], '| **Connections per user** | 1.00 | 0.500 | **-50%** |');
   });
 
