@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, isAlive, sharedPostgres } from '../harness/postgres.js';
+import { freePort, isAlive, sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { CLI_PATH, pgtideWith, track } from '../harness/pgtide.js';
 
 interface Result {
@@ -44,15 +44,27 @@ function tempDir(t: { after(fn: () => unknown): unknown }): string {
   return dir;
 }
 
+/** A database of its own, so that backends of tests running alongside (in database app) are not counted. */
+const DB = 'pgtide_bench_it';
+let dbReady: Promise<void> | undefined;
+async function benchDb(): Promise<PgServer> {
+  const pg = await sharedPostgres();
+  dbReady ??= (async () => {
+    if ((await pg.psql(`SELECT 1 FROM pg_database WHERE datname = '${DB}'`)) !== '1') await pg.psql(`CREATE DATABASE ${DB} OWNER app`);
+  })();
+  await dbReady;
+  return pg;
+}
+
 const ROWS = ['Connections per user', 'Connection setup time', 'Concurrent users', 'Memory per connection', 'Query latency p99', 'Throughput'];
 const NUM = String.raw`[\d,]+(?:\.\d+)?`;
 
 test('a tiny before/after run: every row measured, raw JSON written, temp dir and child pgtide gone', async (t) => {
-  const pg = await sharedPostgres();
+  const pg = await benchDb();
   const tmp = tempDir(t);
   const json = join(tmp, 'out.json');
   const r = await cli(['bench', '--before-after', '--clients', '2,4', '--seconds', '1', '--warmup', '0', '--after-clients', '4', '--json', json,
-    pg.url('app', 'apppass', 'app')], tmp);
+    pg.url('app', 'apppass', DB)], tmp);
   assert.equal(r.code, 0, r.stderr);
 
   // the seed's table, at the highest concurrency both served (4: both serve it easily), every row with numbers
@@ -93,12 +105,12 @@ test('a tiny before/after run: every row measured, raw JSON written, temp dir an
 });
 
 test('--pooled-url measures a pooler that is already running (with --pooler-pid for its memory)', async (t) => {
-  const pg = await sharedPostgres();
+  const pg = await benchDb();
   const tmp = tempDir(t);
-  const bouncer = track(t, await pgtideWith(pg, { pool_mode: 'transaction', default_pool_size: 3 }));
-  const pooledUrl = `postgres://app:apppass@127.0.0.1:${bouncer.port}/app?sslmode=disable`;
+  const bouncer = track(t, await pgtideWith(pg, { pool_mode: 'transaction', default_pool_size: 3 }, `${DB} = host=127.0.0.1 port=${pg.port} dbname=${DB}`));
+  const pooledUrl = `postgres://app:apppass@127.0.0.1:${bouncer.port}/${DB}?sslmode=disable`;
   const r = await cli(['bench', '--before-after', '--clients', '3', '--seconds', '1', '--warmup', '0', '--pooled-url', pooledUrl,
-    '--pooler-pid', String(bouncer.pid), pg.url('app', 'apppass', 'app')], tmp);
+    '--pooler-pid', String(bouncer.pid), pg.url('app', 'apppass', DB)], tmp);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`After: pgbench → the pooler at 127\\.0\\.0\\.1:${bouncer.port}`));
   assert.doesNotMatch(r.stdout + r.stderr, /apppass/, 'the password is never printed');
