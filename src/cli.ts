@@ -77,6 +77,12 @@ async function daemonize(cfg: Config, argv: string[]): Promise<never> {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  // `pgtide bench …` is a subcommand; everything else is PgBouncer's command line (a config file named "bench" can be
+  // given as ./bench)
+  if (argv[0] === 'bench') {
+    const { benchMain } = await import('./cli/bench.js');
+    process.exit(await benchMain(argv.slice(1)));
+  }
   let args: CliArgs;
   try {
     args = parseArgs(argv);

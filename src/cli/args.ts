@@ -17,6 +17,7 @@ export const USAGE = `pgtide is a PostgreSQL connection pooler that reads PgBoun
 
 Usage:
   pgtide [OPTION]... CONFIG_FILE
+  pgtide bench --before-after [OPTION]... POSTGRES_URL
 
 Options:
   -d, --daemon         run in the background (needs pidfile and logfile)
@@ -29,6 +30,10 @@ Options:
 
 Signals: SIGHUP reloads the configuration, SIGINT waits for transactions to finish
 and exits, SIGTERM exits at once.
+
+pgtide bench --before-after measures a web-app load against PostgreSQL directly
+and through a temporary pgtide, and prints a before/after table; see
+"pgtide bench --help".
 `;
 
 export function parseArgs(argv: string[]): CliArgs {

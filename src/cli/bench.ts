@@ -1,0 +1,36 @@
+/* `pgtide bench …`: the subcommand's entry: arguments, help, the mode, and errors as one line with exit code 1. */
+
+import { UsageError } from './args.js';
+import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './bench-args.js';
+
+/** Run `pgtide bench` with the arguments after "bench"; resolves to the exit code. */
+export async function benchMain(argv: string[]): Promise<number> {
+  let args: BenchArgs;
+  try {
+    args = parseBenchArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`pgtide bench: ${err.message}\nTry "pgtide bench --help" for more information.\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (args.help) {
+    process.stdout.write(BENCH_USAGE);
+    return 0;
+  }
+  if (!args.beforeAfter) {
+    process.stderr.write(`pgtide bench: no mode given (--before-after)\n\n${BENCH_USAGE}`);
+    return 1;
+  }
+  const { BenchError, runBeforeAfter } = await import('../bench/before-after.js');
+  try {
+    return await runBeforeAfter(args);
+  } catch (err) {
+    if (err instanceof BenchError) {
+      process.stderr.write(`pgtide bench: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
