@@ -75,9 +75,12 @@ describe('ini examples in README.md, docs/ and examples/', () => {
   const expected = (msg: string): boolean =>
     msg.startsWith('README.md:') && /unknown setting "(timeout|idle_in_transaction_session_timeout)"/.test(msg);
 
-  it('are found (README, examples/*.ini)', () => {
+  it('are found (README, docs, examples/*.ini, the Kubernetes ConfigMap)', () => {
     const files = new Set(snippets.map((s) => s.file));
-    for (const f of ['README.md', 'examples/pgtide.ini', 'examples/pgbouncer.ini']) assert.ok(files.has(f), f);
+    for (const f of ['README.md', 'docs/getting-started.md', 'examples/pgtide.ini', 'examples/pgbouncer.ini',
+      'examples/docker/pgbouncer.ini', 'examples/systemd/pgbouncer.ini', 'examples/kubernetes/configmap.yaml']) {
+      assert.ok(files.has(f), `${f} (found: ${[...files].join(', ')})`);
+    }
   });
 
   it('load with no error and no warning: every setting and key named exists and every value is valid', () => {
