@@ -165,6 +165,24 @@ function plannedRuns(targets: readonly Target[]): number {
 }
 
 /**
+ * A rough length of the whole run, s, from a 2-CPU machine: per pgbench run -T plus 0.8 s, plus connecting and
+ * disconnecting its clients (≈ 10 ms per client directly with SCRAM, 1.5 ms through a pooler); per idle measurement
+ * 4 s plus 0.4 s per 1,000 clients plus a 1 s pause; a minute for setting up.
+ */
+function plannedSeconds(targets: readonly Target[]): number {
+  let s = 60;
+  for (const w of workloads) {
+    for (const t of targets) {
+      if (skipped(w, t)) continue;
+      s += cfg.rounds * (cfg.seconds + 0.8 + (w.kind === 'connect' ? 0 : w.clients * (t === 'direct' ? 0.01 : 0.0015)) + (w.kind === 'tpcb' ? 0.5 : 0));
+    }
+  }
+  const idleProcesses = 1 + targets.filter((t) => t !== 'direct').length;
+  if (idlePhase) for (const n of cfg.idleClients) s += cfg.idleRounds * idleProcesses * (5 + (0.4 * n) / 1000);
+  return s;
+}
+
+/**
  * PgBouncer 1.18 (Debian 12) has no prepared-statement tracking: -M prepared fails in transaction mode, so pgtide's
  * -M prepared is compared with PgBouncer's -M extended instead (report.ts); pgtide-bare does not track them either.
  */
@@ -175,13 +193,9 @@ async function main(): Promise<number> {
   mkdirSync(resultsDir, { recursive: true });
   const base = join(resultsDir, stamp(new Date()));
   const notes: string[] = [];
-  const planned = plannedRuns(cfg.targets);
-  const idleTargetsPlanned = 1 + cfg.targets.filter((t) => t !== 'direct').length;
-  // ≈ 1.2 s per run beyond -T (connections, 0.5 s pause, reading the logs); an idle measurement ≈ 10 s + 2 s per 1,000 clients
-  const idleMinutes = idlePhase ? (cfg.idleRounds * cfg.idleClients.reduce((s, n) => s + idleTargetsPlanned * (10 + (2 * n) / 1000), 0)) / 60 : 0;
-  say(`plan: ${workloads.length} pgbench workloads × ${cfg.targets.length} targets × ${cfg.rounds} rounds × ${cfg.seconds} s = ${planned} runs, ` +
-    `≈ ${Math.round((planned * (cfg.seconds + 1.2)) / 60)} min of pgbench` +
-    (idlePhase ? `; idle memory: ${cfg.idleClients.join(', ')} clients × ${idleTargetsPlanned} processes × ${cfg.idleRounds} round(s), ≈ ${Math.round(idleMinutes)} min` : ''));
+  say(`plan: ${workloads.length} pgbench workloads × ${cfg.targets.length} targets × ${cfg.rounds} rounds × ${cfg.seconds} s = ${plannedRuns(cfg.targets)} runs` +
+    (idlePhase ? `; idle memory: ${cfg.idleClients.join(', ')} clients × ${1 + cfg.targets.filter((t) => t !== 'direct').length} processes × ${cfg.idleRounds} round(s)` : '') +
+    `; ≈ ${Math.round(plannedSeconds(cfg.targets) / 60)} min in all`);
 
   let targets = [...cfg.targets];
   if (targets.includes('pgbouncer')) {
