@@ -21,6 +21,10 @@ const READY_TIMEOUT_MS = 15_000;
 export interface PoolerSettings {
   pgPort: number;
   poolSize: number;
+  /** userlist.txt entries: plain passwords, md5 or SCRAM-SHA-256 secrets. */
+  users: AuthUser[];
+  /** max_client_conn (default 2000; the idle-client memory phase needs more). */
+  maxClientConn?: number;
   /** TLS on both sides (BENCH_TLS=1): the key and certificate the pooler shows clients. */
   tls?: { key: string; cert: string };
 }
@@ -52,7 +56,7 @@ auth_type = md5
 auth_file = ${join(dir, 'userlist.txt')}
 pool_mode = transaction
 default_pool_size = ${s.poolSize}
-max_client_conn = 2000
+max_client_conn = ${s.maxClientConn ?? 2000}
 logfile = ${join(dir, 'pooler.log')}
 log_connections = 0
 log_disconnections = 0
@@ -60,8 +64,22 @@ log_stats = 0
 ${s.tls ? `client_tls_sslmode = require\nclient_tls_key_file = ${s.tls.key}\nclient_tls_cert_file = ${s.tls.cert}\nserver_tls_sslmode = require\n` : ''}`;
 }
 
-/** Plain password: both poolers authenticate clients with md5 and log in to PostgreSQL with SCRAM. */
-export const USERLIST = `"app" "apppass"\n`;
+/** One userlist.txt entry. */
+export interface AuthUser {
+  name: string;
+  /** Plain password, "md5…" or "SCRAM-SHA-256$…" (as in pg_authid). */
+  secret: string;
+}
+
+/**
+ * userlist.txt for both poolers. With auth_type = md5, a plain password means md5 with the client; a SCRAM secret means
+ * SCRAM with the client (both PgBouncer and pgtide), and, when the secret is the one PostgreSQL stores, SCRAM with
+ * PostgreSQL using the keys the client's proof yields.
+ */
+export function userlist(users: AuthUser[]): string {
+  const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  return users.map((u) => `${q(u.name)} ${q(u.secret)}\n`).join('');
+}
 
 /**
  * Make sure Debian's PgBouncer is installed: if missing (and we are root), `apt-get install -y pgbouncer`, after
@@ -153,11 +171,13 @@ function launch(kind: PoolerKind, port: number, s: PoolerSettings): Pooler {
   let extra = kind !== 'pgbouncer' ? (process.env.BENCH_PGTIDE_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => `${kv.trim()}\n`).join('') : '';
   if (kind === 'pgtide-bare') extra += 'session_state_policy = allow\nmax_prepared_statements = 0\n';
   writeFileSync(ini, poolerIni(dir, port, s) + extra, { mode: 0o644 });
-  writeFileSync(join(dir, 'userlist.txt'), USERLIST, { mode: 0o644 });
+  writeFileSync(join(dir, 'userlist.txt'), userlist(s.users), { mode: 0o644 });
 
   let proc: ChildProcess;
   if (kind !== 'pgbouncer') proc = spawn(process.execPath, [PGTIDE_CLI, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  else if (viaRunuser) proc = spawn('runuser', ['-u', 'postgres', '--', PGBOUNCER_BIN, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // runuser's PAM session (pam_limits) sets the soft open-files limit back to 1024, too few for 1,000 clients or more:
+  // a shell raises it to the hard limit, then becomes pgbouncer (exec keeps the pid runuser's child has)
+  else if (viaRunuser) proc = spawn('runuser', ['-u', 'postgres', '--', 'sh', '-c', 'ulimit -n "$(ulimit -H -n)" && exec "$0" "$@"', PGBOUNCER_BIN, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   else proc = spawn(PGBOUNCER_BIN, ['-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
 
   let output = '';

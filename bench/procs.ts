@@ -1,4 +1,4 @@
-// Benchmark process helpers: CPU time from /proc, child lookup, TCP readiness, and pgbench-style program runs that keep partial output.
+// Benchmark process helpers: CPU time and memory from /proc, child lookup, TCP readiness, and pgbench-style program runs that keep partial output.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -58,6 +58,35 @@ export function treeCpuTicks(pid: number): number | undefined {
   return ticks;
 }
 
+/** Resident memory of a process in KiB: VmRSS from /proc/<pid>/status and Pss from /proc/<pid>/smaps_rollup; undefined if gone. */
+export function memoryKiB(pid: number): { rssKiB: number; pssKiB?: number } | undefined {
+  let rssKiB: number | undefined;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (m) rssKiB = Number(m[1]);
+  } catch {
+    return undefined;
+  }
+  if (rssKiB === undefined) return undefined;
+  let pssKiB: number | undefined;
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    if (m) pssKiB = Number(m[1]);
+  } catch { /* no smaps_rollup (kernel < 4.14) */ }
+  return { rssKiB, pssKiB };
+}
+
+/** Soft limit on open files of a process (/proc/<pid>/limits); undefined if unreadable, Infinity if unlimited. */
+export function openFilesLimit(pid: number): number | undefined {
+  try {
+    const m = /^Max open files\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+    if (!m) return undefined;
+    return m[1] === 'unlimited' ? Infinity : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Busy and total jiffies of the whole machine from /proc/stat (busy = total − idle − iowait). */
 export function hostCpu(): { busy: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
@@ -91,9 +120,10 @@ export interface ExecResult {
  * Run a program to completion in its own process group and resolve with its exit status and output, whatever the
  * status (never rejects). On timeout, or if this process exits first, the whole group gets SIGKILL.
  */
-export function execCapture(file: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string }): Promise<ExecResult> {
+export function execCapture(file: string, args: string[], opts: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string; onSpawn?: (pid: number) => void }): Promise<ExecResult> {
   return new Promise((resolve) => {
     const child = spawn(file, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const killGroup = () => {
       if (child.pid === undefined) return;
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ }

@@ -1,9 +1,11 @@
-// Benchmark report: machine description, per-(workload, target) medians over rounds, ratios, and the Markdown rendering.
+// Benchmark report: machine description, per-(workload, target) medians over rounds, ratios, idle-client memory, and the
+// Markdown rendering.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { pgBin } from '../test/harness/postgres.js';
+import type { IdleRecord, IdleTarget } from './idle.js';
 import type { PgbenchResult, Workload } from './pgbench.js';
 
 export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare';
@@ -12,6 +14,12 @@ export const TARGET_LABEL: Record<Target, string> = {
   pgbouncer: 'PgBouncer',
   pgtide: 'pgtide',
   'pgtide-bare': 'pgtide, no statement tracking',
+};
+export const IDLE_LABEL: Record<IdleTarget, string> = {
+  'bare-node': 'bare Node.js socket server',
+  pgbouncer: TARGET_LABEL.pgbouncer,
+  pgtide: TARGET_LABEL.pgtide,
+  'pgtide-bare': TARGET_LABEL['pgtide-bare'],
 };
 
 export interface Machine {
@@ -35,6 +43,13 @@ export interface RunRecord {
   position: number;
   startedAt: string;
   wallSeconds: number;
+  /** pgbench -T: BENCH_SECONDS plus the time connecting the clients took last time (see run.ts). */
+  pgbenchSeconds?: number;
+  /**
+   * Length of the window the CPU figures cover (from the first logged transaction to 0.3 s before -T ends), s;
+   * absent when they cover the whole pgbench run.
+   */
+  cpuWindowSeconds?: number;
   pgbench?: PgbenchResult;
   /** Pooler process utime+stime over the run, µs per transaction (undefined for direct). */
   poolerCpuUsPerXact?: number;
@@ -81,6 +96,7 @@ export interface Ratio {
   label: string;
   tpsVsPgbouncer?: number;
   tpsVsDirect?: number;
+  p99VsPgbouncer?: number;
   poolerCpuVsPgbouncer?: number;
   /** pgtide's (pooler + PostgreSQL) CPU per transaction over direct PostgreSQL's CPU per transaction. */
   serverCpuVsDirect?: number;
@@ -167,6 +183,7 @@ export function summarize(records: RunRecord[], workloads: Workload[], targets: 
         label: w.kind === 'prepared' ? `${w.label} (PgBouncer: -M extended)` : w.label,
         tpsVsPgbouncer: div(tide.tps, bouncer?.tps),
         tpsVsDirect: div(tide.tps, direct?.tps),
+        p99VsPgbouncer: div(tide.p99Ms, bouncer?.p99Ms),
         poolerCpuVsPgbouncer: div(tide.poolerCpuUs, bouncer?.poolerCpuUs),
         serverCpuVsDirect: div(tide.serverCpuUs, direct?.pgCpuUs),
       });
@@ -193,10 +210,10 @@ export function resultsTable(summaries: Summary[]): string {
 
 export function ratiosTable(ratios: Ratio[]): string {
   const lines = [
-    '| Workload | tps pgtide/PgBouncer | tps pgtide/direct | pooler CPU per xact pgtide/PgBouncer | server CPU per xact pgtide/direct |',
-    '| --- | ---: | ---: | ---: | ---: |',
+    '| Workload | tps pgtide/PgBouncer | tps pgtide/direct | p99 pgtide/PgBouncer | pooler CPU per xact pgtide/PgBouncer | server CPU per xact pgtide/direct |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
   ];
-  for (const r of ratios) lines.push(`| ${r.label} | ${fRatio(r.tpsVsPgbouncer)} | ${fRatio(r.tpsVsDirect)} | ${fRatio(r.poolerCpuVsPgbouncer)} | ${fRatio(r.serverCpuVsDirect)} |`);
+  for (const r of ratios) lines.push(`| ${r.label} | ${fRatio(r.tpsVsPgbouncer)} | ${fRatio(r.tpsVsDirect)} | ${fRatio(r.p99VsPgbouncer)} | ${fRatio(r.poolerCpuVsPgbouncer)} | ${fRatio(r.serverCpuVsDirect)} |`);
   return lines.join('\n');
 }
 
@@ -220,4 +237,72 @@ export function machineList(m: Machine): string {
     `- PgBouncer: ${m.pgbouncer}`,
     `- pgtide: ${m.pgtide}`,
   ].join('\n');
+}
+
+// ---------------------------------------------------------------- idle-client memory
+
+export interface IdleSummary {
+  clients: number;
+  target: IdleTarget;
+  runs: number;
+  okRuns: number;
+  beforeMiB?: number;
+  afterMiB?: number;
+  rssPerClientKiB?: number;
+  pssPerClientKiB?: number;
+  /** RSS per client ÷ the bare Node.js server's, same client count. */
+  vsBareNode?: number;
+  /** RSS per client ÷ PgBouncer's, same client count. */
+  vsPgbouncer?: number;
+  openSeconds?: number;
+  freshQueryMs?: number;
+  heldQueryMs?: number;
+  /** Held clients the process closed, summed over rounds. */
+  dropped: number;
+}
+
+export function summarizeIdle(records: IdleRecord[], clientCounts: number[], targets: IdleTarget[]): IdleSummary[] {
+  const out: IdleSummary[] = [];
+  for (const clients of clientCounts) {
+    const group: IdleSummary[] = [];
+    for (const target of targets) {
+      const rs = records.filter((r) => r.clients === clients && r.target === target);
+      const ok = rs.filter((r) => !r.error);
+      group.push({
+        clients,
+        target,
+        runs: rs.length,
+        okRuns: ok.length,
+        beforeMiB: median(ok.map((r) => (r.before ? r.before.rssKiB / 1024 : undefined))),
+        afterMiB: median(ok.map((r) => (r.after ? r.after.rssKiB / 1024 : undefined))),
+        rssPerClientKiB: median(ok.map((r) => r.rssPerClientKiB)),
+        pssPerClientKiB: median(ok.map((r) => r.pssPerClientKiB)),
+        openSeconds: median(ok.map((r) => r.openSeconds)),
+        freshQueryMs: median(ok.map((r) => r.freshQueryMs)),
+        heldQueryMs: median(ok.map((r) => r.heldQueryMs)),
+        dropped: rs.reduce((n, r) => n + (r.closedByServer ?? 0), 0),
+      });
+    }
+    const per = (t: IdleTarget) => group.find((g) => g.target === t)?.rssPerClientKiB;
+    const div = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+    for (const g of group) {
+      g.vsBareNode = div(g.rssPerClientKiB, per('bare-node'));
+      g.vsPgbouncer = div(g.rssPerClientKiB, per('pgbouncer'));
+    }
+    out.push(...group);
+  }
+  return out;
+}
+
+export function idleTable(summaries: IdleSummary[]): string {
+  const lines = [
+    '| Idle clients | Process | RSS before (MiB) | RSS after (MiB) | RSS per client (KiB) | PSS per client (KiB) | ÷ bare Node.js | ÷ PgBouncer | open all (s) | login + SELECT 1 while held (ms) | SELECT 1 on a held client (ms) | dropped |',
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const s of summaries) {
+    const runs = s.okRuns < s.runs ? ` (${s.okRuns}/${s.runs} ok)` : '';
+    const pooler = s.target !== 'bare-node';
+    lines.push(`| ${s.clients.toLocaleString('en-US')} | ${IDLE_LABEL[s.target]}${runs} | ${f(s.beforeMiB, 1)} | ${f(s.afterMiB, 1)} | ${f(s.rssPerClientKiB, 2)} | ${f(s.pssPerClientKiB, 2)} | ${fRatio(s.vsBareNode)} | ${fRatio(s.vsPgbouncer)} | ${f(s.openSeconds, 1)} | ${pooler ? f(s.freshQueryMs, 1) : 'n/a'} | ${pooler ? f(s.heldQueryMs, 1) : 'n/a'} | ${s.dropped} |`);
+  }
+  return lines.join('\n');
 }
