@@ -38,6 +38,19 @@ export interface AuthFlow {
   onPassword(body: Buffer): Promise<AuthStep>;
 }
 
+/** Parsed SCRAM secrets by their text (a login needs the parts twice; users log in again and again). */
+const parsedSecrets = new Map<string, ScramSecret | null>();
+
+function parsedSecret(secret: string): ScramSecret | null {
+  let p = parsedSecrets.get(secret);
+  if (p === undefined) {
+    p = parseScramSecret(secret);
+    if (parsedSecrets.size >= 4096) parsedSecrets.clear();
+    parsedSecrets.set(secret, p);
+  }
+  return p;
+}
+
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a, 'utf8');
   const y = Buffer.from(b, 'utf8');
@@ -122,7 +135,7 @@ export class ScramFlow implements AuthFlow {
   private async scramSecret(): Promise<{ secret: ScramSecret; real: boolean }> {
     const s = this.secret;
     if (s !== undefined && isScramSecret(s)) {
-      const parsed = parseScramSecret(s);
+      const parsed = parsedSecret(s);
       if (parsed) return { secret: parsed, real: true };
     } else if (s !== undefined && !isMd5Secret(s)) {
       return { secret: await cachedSecretFromPassword(this.user, s), real: true };
@@ -152,7 +165,7 @@ export class ScramFlow implements AuthFlow {
         if (!res.ok || !this.real) return { kind: 'done', ok: false };
         const secret = this.secret!;
         const scramKeys = isScramSecret(secret)
-          ? { clientKey: res.clientKey, serverKey: parseScramSecret(secret)!.serverKey, secret }
+          ? { clientKey: res.clientKey, serverKey: parsedSecret(secret)!.serverKey, secret }
           : undefined;
         return { kind: 'done', ok: true, final: authSaslFinal(res.serverFinal), scramKeys };
       }

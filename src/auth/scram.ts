@@ -1,6 +1,7 @@
 /* SCRAM-SHA-256 (RFC 5802 / RFC 7677) as PostgreSQL speaks it: secrets, SASLprep, server-side and client-side exchanges. */
 
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomFromPool } from '../util/random.js';
 
 /*
  * Notes on PostgreSQL's dialect of SCRAM (see auth-scram.c / fe-auth-scram.c):
@@ -152,7 +153,7 @@ function checkIterations(n: number, what: string): void {
 
 /** A fresh nonce: 18 random bytes in base64 (24 printable characters, never ','). */
 export function generateScramNonce(): string {
-  return randomBytes(SCRAM_RAW_NONCE_LEN).toString('base64');
+  return randomFromPool(SCRAM_RAW_NONCE_LEN).toString('base64');
 }
 
 // ---------------------------------------------------------------------------

@@ -169,6 +169,8 @@ export class ClientConn extends Framer implements ListNode {
   /** Rewritten messages to send once the bytes before them are out (act()). */
   private readonly out: Buffer[] = [];
   private startBuf: Buffer | null = null;
+  /** AuthenticationSASLFinal, sent with the rest of the welcome (welcomeMessage). */
+  private loginPrefix: Buffer | null = null;
   private varsKeyCache: string | null = null;
   /** Database name the client asked for (db may be null when it does not exist). */
   private dbName = '';
@@ -524,7 +526,7 @@ export class ClientConn extends Framer implements ListNode {
           this.fail(new PoolerError(SqlState.InvalidPassword, `password authentication failed for user "${this.user!.name}"`));
           return;
         } else {
-          if (step.final) this.write(step.final);
+          if (step.final) this.loginPrefix = step.final; // goes out with AuthenticationOk, in one write
           if (step.scramKeys) this.user!.scramKeys = step.scramKeys;
           this.auth = null;
           this.authenticated();
@@ -1110,7 +1112,15 @@ export class ClientConn extends Framer implements ListNode {
   finishAdminLogin(params: Buffer): void {
     nextCancelKey(this); // a key the client may use; the console has nothing to cancel
     this.state = ClientState.Active;
-    this.write(Buffer.concat([AUTH_OK, params, backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE]));
+    this.write(this.welcomeMessage(params));
+  }
+
+  /** The end of a login: SASL's last message if any, AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
+  private welcomeMessage(params: Buffer): Buffer {
+    const prefix = this.loginPrefix;
+    this.loginPrefix = null;
+    const bkd = backendKeyData(this.cancelPid, this.cancelKey);
+    return prefix === null ? Buffer.concat([AUTH_OK, params, bkd, READY_IDLE]) : Buffer.concat([prefix, AUTH_OK, params, bkd, READY_IDLE]);
   }
 
   private authenticated(): void {
@@ -1141,7 +1151,7 @@ export class ClientConn extends Framer implements ListNode {
     }
     nextCancelKey(this);
     this.pooler.registerCancelKey(this);
-    this.write(Buffer.concat([AUTH_OK, params, backendKeyData(this.cancelPid, this.cancelKey), READY_IDLE]));
+    this.write(this.welcomeMessage(params));
     pool.setClientState(this, ClientState.Active);
     if (this.stash) pool.requestServer(this);
   }
