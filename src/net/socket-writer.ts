@@ -52,51 +52,71 @@ function onComplete(this: WriteReq, status: number): void {
 /**
  * Writes to one socket. A write the kernel takes whole (the usual case) costs one native call and reuses one request
  * object; a write it cannot take at once is queued by libuv in order behind earlier ones, and `write` returns false
- * until it is done, when `onDrain` runs (as 'drain' would). Anything the stream layer still holds (cork, an earlier
+ * until it is done, when the owner's onWriterDrain runs (as 'drain' would). Anything the stream layer still holds (cork, an earlier
  * socket.write that is not out yet), TLS sockets, and sockets not open yet go through socket.write(), so bytes never
  * overtake each other.
  */
+/** The request object for the next write: one serves all sockets until a write goes asynchronous and keeps it. */
+let spareReq: WriteReq | null = null;
+
+/** Who is told when queued writes are done. */
+export interface WriterOwner {
+  onWriterDrain(): void;
+}
+
 export class SocketWriter {
   /** Fast writes libuv has not finished yet (their buffers must not be reused). */
   private pending = 0;
-  private req: WriteReq | null = null;
+  private drainHooked = false;
 
   constructor(
     readonly sock: Socket,
-    private readonly onDrain: () => void,
+    private readonly owner: WriterOwner,
   ) {}
 
-  /** Like socket.write(data): false when the caller should wait for onDrain before writing much more. */
+  /** Like socket.write(data): false when the caller should wait for onWriterDrain before writing much more. */
   write(data: Buffer): boolean {
     const sock = this.sock;
     const h = (sock as unknown as { _handle: StreamHandle | null })._handle;
     if (binding === null || h === null || sock.writableLength !== 0 || sock.connecting || !sock.writable || (sock as { encrypted?: boolean }).encrypted) {
-      return sock.write(data);
+      if (sock.write(data)) return true;
+      if (!this.drainHooked) {
+        // listened to only once the stream layer is full (idle connections carry no 'drain' listener)
+        this.drainHooked = true;
+        sock.on('drain', () => {
+          if (this.pending === 0) this.owner.onWriterDrain();
+        });
+      }
+      return false;
     }
-    let req = this.req;
+    let req = spareReq;
     if (req === null) {
       req = new binding.WriteWrap();
-      req.handle = h;
       req.oncomplete = onComplete;
       req.async = false;
       req.bytes = 0;
       req.buffer = null;
       req.writer = null;
-      this.req = req;
+      spareReq = req;
     }
+    req.handle = h;
     const err = h.writeBuffer(req, data);
     if (err !== 0) {
+      req.handle = null;
       // like the stream layer: the error is reported on the next tick, not inside the caller's stack
       process.nextTick(() => {
         if (!sock.destroyed) sock.destroy(Object.assign(new Error(`write failed (${err})`), { errno: err }));
       });
       return true;
     }
-    if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) return true;
+    if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) {
+      req.handle = null; // the shared request must not keep this socket's handle alive
+      return true;
+    }
     // libuv holds the rest of `data` and this request until it is written
     req.buffer = data;
     req.writer = this;
-    this.req = null;
+    spareReq = null;
     this.pending++;
     return false;
   }
@@ -114,6 +134,6 @@ export class SocketWriter {
       if (!sock.destroyed) sock.destroy(Object.assign(new Error(`write failed (${status})`), { errno: status }));
       return;
     }
-    if (this.pending === 0 && !sock.destroyed) this.onDrain();
+    if (this.pending === 0 && !sock.destroyed) this.owner.onWriterDrain();
   }
 }

@@ -100,6 +100,22 @@ function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
   c.cancelKey = b.readInt32BE(4);
 }
 
+/** What feedToServer gathers into; one array serves every client (taken while in use). */
+let spareParts: Buffer[] | null = [];
+
+/** Socket listeners shared by all clients (no closures per client): the socket knows its client. */
+const kClient = Symbol('pgtide.client');
+type OwnedSocket = net.Socket & { [kClient]: ClientConn };
+function onClientData(this: net.Socket, chunk: Buffer): void {
+  (this as OwnedSocket)[kClient].onSocketData(chunk);
+}
+function onClientError(this: net.Socket): void {
+  (this as OwnedSocket)[kClient].close('client unexpected eof', true);
+}
+function onClientClose(this: net.Socket): void {
+  (this as OwnedSocket)[kClient].close('client unexpected eof');
+}
+
 export class ClientConn extends Framer implements ListNode {
   prev: ListNode | null = null;
   next: ListNode | null = null;
@@ -112,8 +128,11 @@ export class ClientConn extends Framer implements ListNode {
   pool: Pool | null = null;
   server: ServerConn | null = null;
   /** Tracked parameters the client wants (canonical name → value). */
-  readonly vars = new Map<string, string>();
-  readonly startupParams = new Map<string, string>();
+  vars = new Map<string, string>();
+  /** `vars` is the pool's shared copy for clients with the same settings (finishLogin): copied before a change. */
+  private varsShared = false;
+  /** The startup packet's parameters, until the login is done (then only what `vars` keeps stays). */
+  startupParams: Map<string, string> | null = null;
   cancelPid = 0;
   cancelKey = 0;
   readonly connectTime = clock.now;
@@ -165,9 +184,8 @@ export class ClientConn extends Framer implements ListNode {
   private notifies: Buffer[] | null = null;
   /** While a chunk is fed in tracking mode: where emit() collects what goes to the server (feedToServer). */
   private gather: Buffer[] | null = null;
-  private readonly gathered: Buffer[] = [];
   /** Rewritten messages to send once the bytes before them are out (act()). */
-  private readonly out: Buffer[] = [];
+  private out: Buffer[] | null = null;
   private startBuf: Buffer | null = null;
   /** AuthenticationSASLFinal, sent with the rest of the welcome (welcomeMessage). */
   private loginPrefix: Buffer | null = null;
@@ -194,7 +212,7 @@ export class ClientConn extends Framer implements ListNode {
     this.attach(socket);
   }
 
-  private readonly onSocketData = (chunk: Buffer): void => {
+  onSocketData(chunk: Buffer): void {
     try {
       this.onData(chunk);
     } catch (err) {
@@ -202,23 +220,23 @@ export class ClientConn extends Framer implements ListNode {
       this.fail(new PoolerError(SqlState.InternalError, 'internal error in pgtide'));
     }
   };
-  private readonly onSocketDrain = (): void => this.server?.unpause();
-  private readonly onSocketError = (): void => this.close('client unexpected eof', true);
-  private readonly onSocketClose = (): void => this.close('client unexpected eof');
+  /** The socket (or a fast write) drained: read from the server again. */
+  onWriterDrain(): void {
+    this.server?.unpause();
+  }
 
   private attach(sock: net.Socket): void {
-    this.writer = new SocketWriter(sock, this.onSocketDrain);
-    sock.on('data', this.onSocketData);
-    sock.on('drain', this.onSocketDrain);
-    sock.on('error', this.onSocketError);
-    sock.on('close', this.onSocketClose);
+    this.writer = new SocketWriter(sock, this);
+    (sock as OwnedSocket)[kClient] = this;
+    sock.on('data', onClientData);
+    sock.on('error', onClientError);
+    sock.on('close', onClientClose);
   }
 
   private detach(sock: net.Socket): void {
-    sock.off('data', this.onSocketData);
-    sock.off('drain', this.onSocketDrain);
-    sock.off('error', this.onSocketError);
-    sock.off('close', this.onSocketClose);
+    sock.off('data', onClientData);
+    sock.off('error', onClientError);
+    sock.off('close', onClientClose);
   }
 
   /** SSLRequest accepted: answer 'S' on the plain socket and continue the conversation inside TLS on the same socket. */
@@ -284,7 +302,7 @@ export class ClientConn extends Framer implements ListNode {
 
   logPrefix(): string {
     const db = this.db?.name ?? '(nodb)';
-    const user = this.user?.name ?? this.startupParams.get('user') ?? '(nouser)';
+    const user = this.user?.name ?? this.startupParams?.get('user') ?? '(nouser)';
     return `C-${this.id}: ${db}/${user}@${this.unix ? 'unix' : this.addr}:${this.port}`;
   }
 
@@ -364,14 +382,19 @@ export class ClientConn extends Framer implements ListNode {
       return;
     }
     // what the chunk becomes (runs of it and rewritten messages) goes to the server in one write
-    this.gather = this.gathered;
+    const parts = spareParts ?? [];
+    spareParts = null; // a nested feed (another client's) takes a new one
+    this.gather = parts;
     this.feed(chunk);
     this.gather = null;
-    const parts = this.gathered;
-    if (parts.length === 0) return;
+    if (parts.length === 0) {
+      spareParts = parts;
+      return;
+    }
     const s = this.server;
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     parts.length = 0;
+    spareParts = parts;
     if (s !== null && !s.write(data)) this.socket.pause();
   }
 
@@ -415,7 +438,12 @@ export class ClientConn extends Framer implements ListNode {
 
   /** A ParameterStatus from the linked server: the client changed a tracked setting. */
   serverParam(name: string, value: string): void {
-    if (this.vars.has(name)) {
+    const old = this.vars.get(name);
+    if (old !== undefined && old !== value) {
+      if (this.varsShared) {
+        this.vars = new Map(this.vars);
+        this.varsShared = false;
+      }
       this.vars.set(name, value);
       this.varsKeyCache = null;
     }
@@ -577,7 +605,7 @@ export class ClientConn extends Framer implements ListNode {
       const st = this.addStmt(name, buf, nameEnd, end);
       if (st === null) return Verdict.Skip;
       if (this.guard && st.hazard > 0) this.stateDue = true;
-      s.clientParse(st, name, this.out);
+      s.clientParse(st, name, (this.out ??= []));
     } else {
       const st = this.stmts?.get(name);
       if (!st) {
@@ -595,11 +623,12 @@ export class ClientConn extends Framer implements ListNode {
         if (this.guard && st.hazard > 0) this.stateDue = true;
         if (!this.replaying && s.canCapture()) captureBatch(s, st, buf, start, end);
       }
-      s.ensurePrepared(st, this.out);
-      this.out.push(withName(buf, start, end, nameStart, nameEnd, st.nameZ));
+      const out = (this.out ??= []);
+      s.ensurePrepared(st, out);
+      out.push(withName(buf, start, end, nameStart, nameEnd, st.nameZ));
       s.record(kind, st, name);
     }
-    if (this.out.length > 0) this.actionPending = true;
+    if (this.out !== null && this.out.length > 0) this.actionPending = true;
     return Verdict.Skip;
   }
 
@@ -843,7 +872,7 @@ export class ClientConn extends Framer implements ListNode {
 
   protected act(): void {
     const out = this.out;
-    if (out.length > 0) {
+    if (out !== null && out.length > 0) {
       for (let i = 0; i < out.length; i++) this.emit(out[i]!);
       out.length = 0;
     }
@@ -950,7 +979,7 @@ export class ClientConn extends Framer implements ListNode {
       return;
     }
     this.startupDone = true;
-    for (const [k, v] of p.params) this.startupParams.set(k, v);
+    this.startupParams = new Map(p.params);
     const mode = this.pooler.settings.client_tls_sslmode;
     if (!this.tlsStarted && !this.unix && (mode === 'require' || mode === 'verify-ca' || mode === 'verify-full')) {
       this.fail(new PoolerError(SqlState.InvalidAuthorizationSpecification, 'SSL required'));
@@ -966,7 +995,7 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   private startup(minor: number): void {
-    const params = this.startupParams;
+    const params = this.startupParams!;
     const st = this.pooler.settings;
     const userName = params.get('user');
     if (!userName) throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'no username supplied');
@@ -1112,6 +1141,7 @@ export class ClientConn extends Framer implements ListNode {
   finishAdminLogin(params: Buffer): void {
     nextCancelKey(this); // a key the client may use; the console has nothing to cancel
     this.state = ClientState.Active;
+    this.startupParams = null;
     this.write(this.welcomeMessage(params));
   }
 
@@ -1140,7 +1170,17 @@ export class ClientConn extends Framer implements ListNode {
       if (!this.vars.has(name)) this.vars.set(name, value);
     }
     this.varsKeyCache = null;
-    const key = this.varsKey();
+    let key = this.varsKey();
+    // clients with the same settings share one copy of them (and of their key): idle clients stay small
+    const shared = pool.sharedVars.get(key);
+    if (shared !== undefined) {
+      this.vars = shared.vars;
+      this.varsKeyCache = key = shared.key;
+      this.varsShared = true;
+    } else if (pool.sharedVars.size < 64) {
+      pool.sharedVars.set(key, { vars: this.vars, key });
+      this.varsShared = true;
+    }
     let params = pool.welcomeCache.get(key);
     if (!params) {
       const parts: Buffer[] = [];
@@ -1152,6 +1192,7 @@ export class ClientConn extends Framer implements ListNode {
     nextCancelKey(this);
     this.pooler.registerCancelKey(this);
     this.write(this.welcomeMessage(params));
+    this.startupParams = null; // what is needed of it is in vars and user by now (idle clients stay small)
     pool.setClientState(this, ClientState.Active);
     if (this.stash) pool.requestServer(this);
   }

@@ -77,6 +77,8 @@ export class Pool {
   welcome: Map<string, string> | null = null;
   /** Encoded ParameterStatus sets for the welcome, by the client's varsKey (most clients share one). */
   readonly welcomeCache = new Map<string, Buffer>();
+  /** The tracked settings of logged-in clients, one copy per distinct set (ClientConn.finishLogin; copy on change). */
+  readonly sharedVars = new Map<string, { vars: Map<string, string>; key: string }>();
   private tracked: [string, string][] | null = null;
   /** When a server connect/login last failed, and why. */
   lastConnectFailed = 0;

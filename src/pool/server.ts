@@ -190,11 +190,10 @@ export class ServerConn extends Framer implements ListNode {
       ? net.connect({ path: t.path, onread })
       : net.connect({ host: t.host!, port: t.port, onread });
     this.socket = sock;
-    this.writer = new SocketWriter(sock, () => this.onDrain());
+    this.writer = new SocketWriter(sock, this);
     sock.setNoDelay(true);
     if (this.pooler.settings.tcp_keepalive && !t.path) sock.setKeepAlive(true);
     sock.on('connect', () => this.onConnect());
-    sock.on('drain', () => this.onDrain());
     sock.on('error', (err: Error) => this.onSocketError(err));
     sock.on('close', () => this.onSocketClose());
   }
@@ -270,9 +269,8 @@ export class ServerConn extends Framer implements ListNode {
       checkServerIdentity: stls.mode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
     });
     this.socket = ts;
-    this.writer = new SocketWriter(ts, () => this.onDrain());
+    this.writer = new SocketWriter(ts, this);
     ts.on('data', (chunk: Buffer) => this.onRead(chunk.length, chunk));
-    ts.on('drain', () => this.onDrain());
     ts.on('error', (err: Error) => this.onSocketError(err));
     ts.on('close', () => this.onSocketClose());
     ts.once('secureConnect', () => {
@@ -715,6 +713,11 @@ export class ServerConn extends Framer implements ListNode {
   /** Client → server bytes. Returns false when the server socket is full. */
   write(data: Buffer): boolean {
     return this.writer!.write(data);
+  }
+
+  /** The socket (or a fast write) drained. */
+  onWriterDrain(): void {
+    this.onDrain();
   }
 
   private onDrain(): void {

@@ -6,9 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
+import { makeCerts } from '../harness/certs.js';
 import { sharedPostgres } from '../harness/postgres.js';
 import { iniFor, startPgtide, track, type Pgtide } from '../harness/pgtide.js';
-import { query, startupPacket, typed } from '../harness/raw.js';
+import { query, special, startupPacket, typed } from '../harness/raw.js';
 import { sleep, stillServes, type Ctx } from '../harness/util.js';
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
@@ -59,9 +61,17 @@ class Reader {
   }
 }
 
-async function login(b: Pgtide): Promise<Reader> {
-  const sock = net.connect({ host: '127.0.0.1', port: b.port });
+async function login(b: Pgtide, useTls = false): Promise<Reader> {
+  let sock: net.Socket = net.connect({ host: '127.0.0.1', port: b.port });
   await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  if (useTls) {
+    const raw = sock;
+    raw.write(special(80877103)); // SSLRequest
+    const answer = await new Promise<Buffer>((resolve) => raw.once('data', resolve));
+    assert.equal(answer.toString(), 'S');
+    sock = tls.connect({ socket: raw, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+  }
   const r = new Reader(sock);
   sock.write(startupPacket({ user: 'trustuser', database: 'app' }));
   await r.until(() => r.msgs.some((m) => m.type === 'Z'), 5000, 'login');
@@ -132,3 +142,31 @@ for (const streamWrites of [false, true]) {
     r.sock.destroy();
   });
 }
+
+test('TLS client (stream-layer writes): a 20 MB result to a client that stops reading arrives whole; the drain is heard', { timeout: 60_000 }, async (t) => {
+  const certs = makeCerts();
+  t.after(() => certs.cleanup());
+  const settings = { pool_mode: 'transaction', auth_type: 'trust', default_pool_size: 2, client_tls_sslmode: 'require', client_tls_key_file: certs.f('server.key'), client_tls_cert_file: certs.f('server.crt') };
+  const b = track(t, await startPgtide({ pg: await sharedPostgres(), ini: (ctx) => iniFor(ctx, { settings }) }));
+  const r = await login(b, true);
+  const ROWS = 200_000;
+  r.sock.pause();
+  r.sock.write(query(`select i, md5(i::text) as v from generate_series(1, ${ROWS}) i`));
+  await sleep(700);
+  r.sock.resume();
+  await r.until(() => r.msgs.some((m) => m.type === 'Z'), 30_000, 'the whole result');
+  const rows = r.msgs.filter((m) => m.type === 'D');
+  assert.equal(rows.length, ROWS);
+  for (let k = 0; k < ROWS; k += 997) {
+    const body = rows[k]!.body;
+    const l1 = body.readInt32BE(2);
+    const l2 = body.readInt32BE(6 + l1);
+    assert.equal(body.toString('utf8', 10 + l1, 10 + l1 + l2), md5(String(k + 1)));
+  }
+  r.sock.destroy();
+  const again = await login(b, true);
+  again.sock.write(query('select 7'));
+  await again.until(() => again.msgs.some((m) => m.type === 'Z'), 5000, 'select 7');
+  assert.equal(again.msgs.filter((m) => m.type === 'D').length, 1);
+  again.sock.destroy();
+});
