@@ -100,6 +100,26 @@ function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
   c.cancelKey = b.readInt32BE(4);
 }
 
+/**
+ * ignore_startup_parameters and track_extra_parameters as lookups, made once per list (not per login). Keyed by the
+ * lists themselves: RELOAD and the console's SET put new arrays in the settings.
+ */
+const ignoredCache = new WeakMap<readonly string[], Set<string>>();
+const extraCache = new WeakMap<readonly string[], Map<string, string>>();
+function startupLists(st: { ignore_startup_parameters: readonly string[]; track_extra_parameters: readonly string[] }): { ignored: Set<string>; extra: Map<string, string> } {
+  let ignored = ignoredCache.get(st.ignore_startup_parameters);
+  if (ignored === undefined) {
+    ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()));
+    ignoredCache.set(st.ignore_startup_parameters, ignored);
+  }
+  let extra = extraCache.get(st.track_extra_parameters);
+  if (extra === undefined) {
+    extra = new Map(st.track_extra_parameters.map((s) => [s.toLowerCase(), s] as const));
+    extraCache.set(st.track_extra_parameters, extra);
+  }
+  return { ignored, extra };
+}
+
 /** What feedToServer gathers into; one array serves every client (taken while in use). */
 let spareParts: Buffer[] | null = [];
 
@@ -1000,8 +1020,7 @@ export class ClientConn extends Framer implements ListNode {
     const userName = params.get('user');
     if (!userName) throw new PoolerError(SqlState.InvalidAuthorizationSpecification, 'no username supplied');
     const dbName = params.get('database') || userName;
-    const ignored = new Set(st.ignore_startup_parameters.map((s) => s.toLowerCase()));
-    const extra = new Map(st.track_extra_parameters.map((s) => [s.toLowerCase(), s] as const));
+    const { ignored, extra } = startupLists(st);
     const protoOptions: string[] = [];
     for (const [k, v] of params) {
       const lk = k.toLowerCase();
