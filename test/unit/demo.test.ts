@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,4 +126,21 @@ test("the demo's pgbouncer.ini loads cleanly with the seed's pool settings, SCRA
   assert.match(text, /^DATABASE_URL="postgresql:\/\/demo:abc123@127\.0\.0\.1:6432\/demo\?sslmode=disable"$/m);
   assert.match(text, /^ {2}PGPASSWORD=cpw psql -h 127\.0\.0\.1 -p 6432 -U pgbouncer pgbouncer -c 'SHOW POOLS'$/m);
   assert.match(text, /^Load test: needs pgbench, which was not found/m);
+});
+
+test("the docs show what the demo prints and writes (README's quick start, getting-started.md)", () => {
+  const root = new URL('../../', import.meta.url);
+  const readme = readFileSync(new URL('README.md', root), 'utf8');
+  const guide = readFileSync(new URL('docs/getting-started.md', root), 'utf8');
+  // the values of the run the docs were taken from
+  const dir = '/tmp/pgtide-demo-LwVxTA';
+  const printed = banner({
+    urls: demoUrls('1d5f750693ef5b25b5784b32', 6432, 5432), port: 6432, pgPort: 5432, consolePassword: 'a1d1ed214757823bc807216a',
+    psql: 'psql', pgbench: 'pgbench', dir, notes: [],
+  }).trim();
+  assert.ok(guide.includes(printed), `docs/getting-started.md does not show the demo's output as it is now:\n${printed}`);
+  const quick = printed.slice(printed.indexOf('DATABASE_URL='), printed.indexOf('\n\nFiles: '));
+  assert.ok(readme.includes(quick), `README.md does not show the demo's output as it is now:\n${quick}`);
+  const ini = demoIni(dir, 6432, 5432).split('\n').slice(1).map((l) => (l ? `  ${l}` : l)).join('\n').trim();
+  assert.ok(guide.includes(ini), `docs/getting-started.md does not show the demo's pgbouncer.ini as it is now:\n${ini}`);
 });
