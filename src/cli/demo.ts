@@ -20,10 +20,14 @@ export async function demoMain(argv: string[]): Promise<number> {
     process.stdout.write(DEMO_USAGE);
     return 0;
   }
-  const { runDemo } = await import('../demo/demo.js');
+  const { Interrupted, runDemo } = await import('../demo/demo.js');
   try {
     return await runDemo(args);
   } catch (err) {
+    if (err instanceof Interrupted) {
+      process.stdout.write('pgtide demo: stopped before it was up; what it had started is stopped and deleted\n');
+      return 130;
+    }
     process.stderr.write(`pgtide demo: ${(err as Error).message}\n`);
     return 1;
   }

@@ -13,6 +13,9 @@ import { portFree } from './ports.js';
 /** Starting PostgreSQL failed; the message says why (with the end of its log). */
 export class ClusterError extends Error {}
 
+/** The start was called off by a signal (the AbortSignal's reason); what had been started is stopped and deleted. */
+export class Interrupted extends Error {}
+
 /** The unprivileged user PostgreSQL runs as when we are root. */
 export interface RunAs {
   name: string;
@@ -27,6 +30,8 @@ export interface ClusterOptions {
   retryPorts: boolean;
   /** Progress lines ("initdb…"). */
   say: (msg: string) => void;
+  /** Aborted on SIGINT/SIGTERM during the start: initdb is stopped, PostgreSQL too, and Interrupted thrown. */
+  abort?: AbortSignal;
 }
 
 export interface Cluster {
@@ -114,9 +119,15 @@ function tempBase(user: RunAs | undefined): string {
   return base;
 }
 
-function run(file: string, args: string[], dir: string, user: RunAs | undefined): Promise<void> {
+/**
+ * Run a program (initdb) to its end. An abort sends it SIGTERM, on which initdb stops and deletes what it made; the
+ * promise still settles only once it has exited.
+ */
+function run(file: string, args: string[], dir: string, user: RunAs | undefined, abort?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd: dir, uid: user?.uid, gid: user?.gid, env: serverEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
+    const stop = () => child.kill('SIGTERM');
+    abort?.addEventListener('abort', stop, { once: true });
     let out = '';
     const keep = (b: Buffer) => (out = (out + b.toString('utf8')).slice(-8000));
     child.stdout.on('data', keep);
@@ -128,7 +139,9 @@ function run(file: string, args: string[], dir: string, user: RunAs | undefined)
     });
     child.once('close', (code, sig) => {
       clearTimeout(timer);
-      if (code === 0) resolve();
+      abort?.removeEventListener('abort', stop);
+      if (abort?.aborted) reject(new Interrupted(String(abort.reason)));
+      else if (code === 0) resolve();
       else reject(new ClusterError(`${file} failed (${sig ? `signal ${sig}` : `exit code ${code}`}):\n${out.trimEnd()}`));
     });
   });
@@ -146,7 +159,14 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** Whether `pid` runs (a zombie, dead but not yet reaped because the event loop is not turning, does not). */
 function pidAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    /* no /proc (macOS), or gone */
+  }
   try {
     process.kill(pid, 0);
     return true;
@@ -194,10 +214,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     }
   };
   process.on('exit', onExit);
+  let exited: Promise<string> | undefined;
   const fail = async (e: unknown): Promise<never> => {
     if (child?.pid !== undefined && exitInfo === undefined) {
       signal(child.pid, 'SIGQUIT');
-      await new Promise((r) => setTimeout(r, 200));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+      clearTimeout(timer);
     }
     onExit();
     process.removeListener('exit', onExit);
@@ -221,7 +244,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     }
     opts.say(`initdb ${dataDir}${user ? ` (as user ${user.name})` : ''}`);
     await run(join(bindir, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth-local=trust', '--auth-host=scram-sha-256',
-      '-E', 'UTF8', '--locale=C', '--no-sync'], dir, user);
+      '-E', 'UTF8', '--locale=C', '--no-sync'], dir, user, opts.abort);
     appendFileSync(join(dataDir, 'postgresql.conf'), CONF(dir));
 
     let port = opts.port;
@@ -238,7 +261,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       }
       const proc = child;
       exitInfo = undefined;
-      const exited = new Promise<string>((resolve) => {
+      const procExited = new Promise<string>((resolve) => {
         proc.once('error', (e) => {
           exitInfo ??= `could not start: ${e.message}`;
           resolve(exitInfo);
@@ -248,12 +271,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
           resolve(exitInfo);
         });
       });
+      exited = procExited;
       const target = { host: dir, port, user: 'postgres', password: '', database: 'postgres', sslmode: 'disable' as const, ignored: [] };
       const superuser = () => PgClient.connect(target, { applicationName: 'pgtide-demo' });
       const deadline = Date.now() + START_TIMEOUT_MS;
       let ready = false;
       let lastError = '';
       while (exitInfo === undefined && Date.now() < deadline) {
+        if (opts.abort?.aborted) throw new Interrupted(String(opts.abort.reason));
         try {
           (await superuser()).close();
           ready = true;
@@ -269,13 +294,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
         let stopping: Promise<void> | undefined;
         const waitExit = (ms: number) => new Promise<boolean>((resolve) => {
           const timer = setTimeout(resolve, ms, false);
-          void exited.then(() => {
+          void procExited.then(() => {
             clearTimeout(timer);
             resolve(true);
           });
         });
         return {
-          dir, dataDir, logFile, port, pid, runAs: user, bindir, exited,
+          dir, dataDir, logFile, port, pid, runAs: user, bindir, exited: procExited,
           alive: () => exitInfo === undefined,
           superuser,
           logTail: (lines = 20) => tail(logFile, lines),
@@ -301,7 +326,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const log = tail(logFile, 20);
       if (exitInfo === undefined) {
         signal(proc.pid!, 'SIGQUIT');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+        await Promise.race([procExited, new Promise((r) => setTimeout(r, 5_000))]);
         throw new ClusterError(`PostgreSQL did not accept a login within ${START_TIMEOUT_MS / 1000} s${lastError ? ` (${lastError})` : ''}:\n${log}`);
       }
       if (opts.retryPorts && attempt < 5 && /Address already in use|could not create any TCP\/IP sockets/.test(log)) {

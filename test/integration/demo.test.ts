@@ -1,6 +1,7 @@
 // pgtide demo end to end: it starts its own PostgreSQL and pgtide, the printed commands work as printed (psql through
 // the pooled URL, the direct URL, the admin console's SHOW POOLS, the load test shortened to 2 s), and SIGINT stops
-// everything: exit code 0, no postmaster left, its directory gone. A port in use is one clear line and exit code 1;
+// everything: exit code 0, no postmaster left, its directory gone; SIGINT while it starts cleans up too (exit code
+// 130). A port in use is one clear line and exit code 1;
 // PostgreSQL dying under it is reported and exits 1, also leaving nothing behind.
 
 import { test } from 'node:test';
@@ -217,6 +218,23 @@ test('pgtide demo: PostgreSQL dying is reported, exit code 1, nothing left behin
     assert.match(d.stderr(), /^pgtide demo: PostgreSQL exited unexpectedly \(signal SIGKILL\); the end of its log:\n/);
     assert.match(d.stdout(), /stopped; .* deleted\n$/);
     assert.deepEqual(processesUsing(dir), []);
+    assert.deepEqual(readdirSync(tmp), []);
+  } finally {
+    d.proc.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('pgtide demo: SIGINT while it starts stops and deletes what was started, exit code 130', { skip: noPostgres, timeout: 30_000 }, async () => {
+  const tmp = tmpDir();
+  const d = startDemo(['-q', '--port', String(await freePort()), '--pg-port', String(await freePort())], tmp);
+  try {
+    const [, dir] = await waitOut(d, /^pgtide demo: initdb (\S+)\/data /m);
+    d.proc.kill('SIGINT');
+    assert.equal(await exitCode(d), 130, d.stderr());
+    assert.match(d.stderr(), /got SIGINT while starting, cleaning up/);
+    assert.match(d.stdout(), /stopped before it was up; what it had started is stopped and deleted\n$/);
+    assert.deepEqual(processesUsing(dir!), []);
     assert.deepEqual(readdirSync(tmp), []);
   } finally {
     d.proc.kill('SIGKILL');
