@@ -1,8 +1,8 @@
 // pgtide demo end to end: it starts its own PostgreSQL and pgtide, the printed commands work as printed (psql through
 // the pooled URL, the direct URL, the admin console's SHOW POOLS, the load test shortened to 2 s), and SIGINT stops
 // everything: exit code 0, no postmaster left, its directory gone; SIGINT while it starts cleans up too (exit code
-// 130). A port in use is one clear line and exit code 1;
-// PostgreSQL dying under it is reported and exits 1, also leaving nothing behind.
+// 130). A port in use is one clear line and exit code 1; PostgreSQL dying under it is reported and exits 1, also
+// leaving nothing behind.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
