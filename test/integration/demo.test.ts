@@ -2,7 +2,7 @@
 // the pooled URL, the direct URL, the admin console's SHOW POOLS, the load test shortened to 2 s), and SIGINT stops
 // everything: exit code 0, no postmaster left, its directory gone; SIGINT while it starts cleans up too (exit code
 // 130). A port in use is one clear line and exit code 1; PostgreSQL dying under it is reported and exits 1, also
-// leaving nothing behind.
+// leaving nothing behind. pgtide --help names the subcommand and where the docs are.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -135,7 +135,7 @@ function parseBanner(out: string) {
   };
 }
 
-test('pgtide demo: the printed URLs and commands work as printed, SIGINT stops both and removes the data', { skip: noPostgres, timeout: 60_000 }, async () => {
+test('pgtide demo: the printed URLs and commands work as printed, SIGINT stops both and removes the data', { skip: noPostgres, timeout: 30_000 }, async () => {
   const tmp = tmpDir();
   const [port, pgPort] = [await freePort(), await freePort()];
   const d = startDemo(['--port', String(port), '--pg-port', String(pgPort)], tmp);
@@ -206,7 +206,7 @@ test('pgtide demo: a port in use is one clear line and exit code 1, before anyth
   }
 });
 
-test('pgtide demo: PostgreSQL dying is reported, exit code 1, nothing left behind', { skip: noPostgres, timeout: 60_000 }, async () => {
+test('pgtide demo: PostgreSQL dying is reported, exit code 1, nothing left behind', { skip: noPostgres, timeout: 30_000 }, async () => {
   const tmp = tmpDir();
   const d = startDemo(['-q', '--port', String(await freePort()), '--pg-port', String(await freePort())], tmp);
   try {
@@ -240,4 +240,27 @@ test('pgtide demo: SIGINT while it starts stops and deletes what was started, ex
     d.proc.kill('SIGKILL');
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('pgtide --help names the demo and where the docs are; pgtide demo --help and a bad option', { timeout: 30_000 }, async () => {
+  const run = (args: string[]) => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const p = spawn(process.execPath, [CLI_PATH, ...args], { env: pgEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+  const top = await run(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.out, /^ {2}pgtide demo \[OPTION\]\.\.\.$/m);
+  const docs = /^Documentation: (\S+) and (\S+)\/$/m.exec(top.out);
+  assert.ok(docs, top.out);
+  assert.ok(existsSync(docs[1]!) && existsSync(join(docs[2]!, 'getting-started.md')), `${docs[1]} or ${docs[2]}/getting-started.md missing`);
+  const demo = await run(['demo', '--help']);
+  assert.equal(demo.code, 0);
+  assert.match(demo.out, /^Usage:\n {2}pgtide demo \[OPTION\]\.\.\.$/m);
+  for (const opt of ['--port N', '--pg-port N', '--pg-bin DIR', '--embedded', '-q, --quiet', '-h, --help']) assert.ok(demo.out.includes(opt), `demo usage lacks ${opt}`);
+  const bad = await run(['demo', '--bogus']);
+  assert.deepEqual([bad.code, bad.out, bad.err], [1, '', 'pgtide demo: unknown option for pgtide demo: --bogus\nTry "pgtide demo --help" for more information.\n']);
 });
