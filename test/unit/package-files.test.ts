@@ -1,5 +1,5 @@
-// What `npm pack` puts in the package (package.json "files"): the built code (JavaScript and type declarations, one
-// file per source file: nothing stale, nothing missing), README, docs and examples; no tests, benchmarks or their
+// What `npm pack` puts in the package (package.json "files"): the built code (JavaScript and type declarations of
+// every source file, built afresh: prepack empties dist/), README, docs and examples; no tests, benchmarks or their
 // results, sources, source maps (they point at sources that are not shipped) or build caches; every relative link of
 // the shipped Markdown leads to a shipped file. Needs dist/ (npm run build); npm's scripts are not run.
 
@@ -58,15 +58,16 @@ test('npm pack: dist, docs, examples and README, and nothing else', { skip: exis
     'docs/config.md', 'examples/pgbouncer.ini', 'examples/userlist.txt', 'examples/pgtide.ini']) {
     assert.ok(set.has(need), `${need} is missing from the package`);
   }
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string | undefined> };
   for (const bin of Object.values(pkg.bin)) assert.ok(set.has(normalize(bin)), `bin ${bin} is not in the package`);
   assert.match(readFileSync(join(ROOT, 'dist', 'cli.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/);
 
-  // one .js and one .d.ts per source file: a file left in dist/ by a deleted source would be shipped too
+  // every source is built into the package; a real pack starts from an empty dist/ (prepack), which prepare fills,
+  // so a file left in a working tree's dist/ by a deleted source is not shipped
   const src = new Set(sources());
-  const built = files.filter((p) => p.startsWith('dist/') && p.endsWith('.js')).map((p) => p.slice(5, -3));
-  assert.deepEqual(built.filter((b) => !src.has(b)), [], 'stale files in dist/ (no source for them): rm -rf dist && npm run build');
   assert.deepEqual([...src].filter((s) => !set.has(`dist/${s}.js`) || !set.has(`dist/${s}.d.ts`)), [], 'sources not built into the package');
+  assert.match(pkg.scripts.prepack ?? '', /^rm -rf dist$/);
+  assert.match(pkg.scripts.prepare ?? '', /npm run build/);
 
   // the shipped Markdown's relative links lead to shipped files (or folders with shipped files)
   const broken: string[] = [];
