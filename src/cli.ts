@@ -3,7 +3,8 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
 import { ConfigError, type Config } from './config/loader.js';
 import { loadPgtideConfig, Pooler, type ExitRequest } from './pooler.js';
@@ -17,6 +18,13 @@ function die(msg: string): never {
 }
 
 const load = loadPgtideConfig;
+
+/** Where the documentation is: README.md and docs/ of this installation (dist/cli.js's parent directory). */
+function docsLine(): string {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  return `Documentation: ${join(root, 'README.md')} and ${join(root, 'docs')}/\n` +
+    '(getting-started.md, config.md for every setting, admin.md for the console, troubleshooting.md for every error).\n';
+}
 
 function configureLog(cfg: Config, args: CliArgs): void {
   log.configure({
@@ -77,11 +85,15 @@ async function daemonize(cfg: Config, argv: string[]): Promise<never> {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  // `pgtide bench …` is a subcommand; everything else is PgBouncer's command line (a config file named "bench" can be
-  // given as ./bench)
+  // `pgtide bench …` and `pgtide demo …` are subcommands; everything else is PgBouncer's command line (a config file
+  // named "bench" or "demo" can be given as ./bench or ./demo)
   if (argv[0] === 'bench') {
     const { benchMain } = await import('./cli/bench.js');
     process.exit(await benchMain(argv.slice(1)));
+  }
+  if (argv[0] === 'demo') {
+    const { demoMain } = await import('./cli/demo.js');
+    process.exit(await demoMain(argv.slice(1)));
   }
   let args: CliArgs;
   try {
@@ -94,7 +106,7 @@ async function main(): Promise<void> {
     throw err;
   }
   if (args.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(`${USAGE}\n${docsLine()}`);
     return;
   }
   if (args.version) {

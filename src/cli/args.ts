@@ -17,7 +17,11 @@ export const USAGE = `pgtide is a PostgreSQL connection pooler that reads PgBoun
 
 Usage:
   pgtide [OPTION]... CONFIG_FILE
+  pgtide demo [OPTION]...
   pgtide bench --before-after [OPTION]... POSTGRES_URL
+
+CONFIG_FILE is a pgbouncer.ini; its auth_file (userlist.txt) and auth_hba_file
+are read as PgBouncer reads them.
 
 Options:
   -d, --daemon         run in the background (needs pidfile and logfile)
@@ -30,6 +34,9 @@ Options:
 
 Signals: SIGHUP reloads the configuration, SIGINT waits for transactions to finish
 and exits, SIGTERM exits at once.
+
+pgtide demo starts a throwaway PostgreSQL with pgtide in front of it and prints
+the URLs and commands to try; see "pgtide demo --help".
 
 pgtide bench --before-after measures a web-app load against PostgreSQL directly
 and through a temporary pgtide, and prints a before/after table; see
