@@ -32,6 +32,7 @@ import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
+import { cancelPid, newClientId } from '../cluster/identity.js';
 
 /** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
 const TRACKED: ReadonlyMap<string, string> = new Map([
@@ -85,15 +86,13 @@ const MAX_LOOK = 1 << 20;
 /** Largest message accepted from a client during login (password and SASL messages). */
 const MAX_LOGIN_MESSAGE = 70000;
 
-let nextClientId = 1;
-
 /** The answer to an SSLRequest that pgtide accepts. */
 const SSL_YES = Buffer.from('S');
 
 /** A fresh, unpredictable cancel key (the client never sees the server's). */
 function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
   const b = randomFromPool(8);
-  c.cancelPid = (b.readUInt32BE(0) & 0x7fffffff) || 1;
+  c.cancelPid = cancelPid(b.readUInt32BE(0));
   c.cancelKey = b.readInt32BE(4);
 }
 
@@ -102,7 +101,7 @@ export class ClientConn extends Framer implements ListNode {
   next: ListNode | null = null;
   list: StatList<ListNode> | null = null;
 
-  readonly id = nextClientId++;
+  readonly id = newClientId();
   state = ClientState.Login;
   db: Database | null = null;
   user: User | null = null;
