@@ -6,12 +6,13 @@ import { cpus, release, totalmem, type } from 'node:os';
 import { pgBin } from '../test/harness/postgres.js';
 import type { PgbenchResult, Workload } from './pgbench.js';
 
-export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare';
+export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2';
 export const TARGET_LABEL: Record<Target, string> = {
   direct: 'direct PostgreSQL',
   pgbouncer: 'PgBouncer',
   pgtide: 'pgtide',
   'pgtide-bare': 'pgtide, no statement tracking',
+  'pgtide-w2': 'pgtide, workers = 2',
 };
 
 export interface Machine {

@@ -37,8 +37,9 @@ function envList<T extends string>(name: string, all: readonly T[], defaults: re
   return all.filter((a) => items.includes(a)); // canonical order
 }
 
-const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare'] as const;
-/** pgtide-bare (what transaction-mode safety costs) only when asked for: BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare */
+const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare', 'pgtide-w2'] as const;
+/** pgtide-bare (what transaction-mode safety costs) and pgtide-w2 (workers = 2) only when asked for:
+ * BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare,pgtide-w2 */
 const DEFAULT_TARGETS = ['direct', 'pgbouncer', 'pgtide'] as const;
 const ALL_WORKLOADS = ['simple', 'extended', 'prepared', 'connect'] as const;
 
@@ -235,13 +236,15 @@ async function main(): Promise<number> {
       }
       const port = target === 'direct' ? pg.port : pooler!.port;
       const poolerPid = pooler?.pid;
-      const cpu0 = poolerPid !== undefined ? cpuTicks(poolerPid) : undefined;
+      // workers = 2: the primary and its workers (live ones, and any that exited and were reaped) together
+      const poolerCpu = target === 'pgtide-w2' ? treeCpuTicks : cpuTicks;
+      const cpu0 = poolerPid !== undefined ? poolerCpu(poolerPid) : undefined;
       const pg0 = pmPid !== undefined ? treeCpuTicks(pmPid) : undefined;
       const host0 = hostCpu();
       const start = process.hrtime.bigint();
       const pb = await runPgbench(w, { host: '127.0.0.1', port, user: USER, password: PASSWORD, db: DB, seconds: cfg.seconds, samplingRate: cfg.samplingRate });
       rec.wallSeconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const cpu1 = poolerPid !== undefined ? cpuTicks(poolerPid) : undefined;
+      const cpu1 = poolerPid !== undefined ? poolerCpu(poolerPid) : undefined;
       const pg1 = pmPid !== undefined ? treeCpuTicks(pmPid) : undefined;
       const host1 = hostCpu();
       rec.pgbench = pb;
@@ -287,7 +290,7 @@ async function main(): Promise<number> {
       `- pgbench \`-n -S\` (select-only), \`-T ${cfg.seconds}\`, \`-j min(2, clients)\`; ${cfg.rounds} round(s), targets interleaved and rotated; medians over rounds; ${cfg.warmupSeconds ? `${cfg.warmupSeconds} s warm-up per target (10 clients, simple), not counted` : 'no warm-up'}`,
       `- pgbench -i -s ${cfg.scale}; poolers: pool_mode=transaction, default_pool_size=${cfg.poolSize}, max_client_conn=2000, auth_type=md5 (clients), SCRAM to PostgreSQL`,
       `- p99 from pgbench per-transaction logs (\`-l\`${cfg.samplingRate < 1 ? `, \`--sampling-rate ${cfg.samplingRate}\`` : ', every transaction'})`,
-      `- pooler CPU = utime+stime of the pooler process (/proc/<pid>/stat, CLK_TCK ${CLK_TCK}) over the pgbench run ÷ transactions; PostgreSQL CPU likewise over postmaster + backends (live and exited)`,
+      `- pooler CPU = utime+stime of the pooler process (/proc/<pid>/stat, CLK_TCK ${CLK_TCK}) over the pgbench run ÷ transactions (pgtide with workers = 2: the primary plus its workers); PostgreSQL CPU likewise over postmaster + backends (live and exited)`,
       `- pgbench CPU = pgbench's own user+sys time (bash \`times\`) ÷ transactions; host CPU busy = share of all CPUs busy (/proc/stat); other CPU = host busy minus pooler, PostgreSQL and pgbench, i.e. other work on the machine (negative or small values = noise)`,
       `- errors = failed transactions + aborted clients + failed runs, summed over rounds`,
       ...(loadNote ? [`- ${loadNote}`] : []),
