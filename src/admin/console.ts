@@ -190,7 +190,7 @@ export class AdminConsole {
           READY_IDLE,
         ]);
       if (c.admin !== 'admin') return adminNeeded();
-      if (this.pooler.cluster) return this.everywhere(this.pooler.cluster, 'set', text);
+      if (this.pooler.cluster) return this.everywhere(this.pooler.cluster, 'set', text, cmd.key.toLowerCase());
       return runSet(this.pooler, cmd.key, cmd.value);
     }
     const [verb, arg] = cmd.words as [string, string | undefined];
@@ -245,7 +245,7 @@ export class AdminConsole {
           : consoleError(SqlState.ConfigFileError, 'RELOAD failed, see logs for additional details'),
       );
     }
-    return link.broadcast({ kind: 'command', text }).then((answers) => {
+    return link.broadcast({ kind: 'command', text, verb, arg }).then((answers) => {
       const bufs = answers.filter((a): a is Uint8Array => a instanceof Uint8Array).map((a) => Buffer.from(a.buffer, a.byteOffset, a.length));
       const isError = (b: Buffer) => b[0] === BE.ErrorResponse;
       const pick = verb === 'kill_client' ? bufs.find((b) => !isError(b)) ?? bufs[0] : bufs.find(isError) ?? bufs[0];

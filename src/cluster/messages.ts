@@ -18,8 +18,11 @@ export interface Table {
 
 /** Something every worker is asked to do, with an answer each. */
 export type Op =
-  /** A console command (PAUSE, SET…) as typed: the answer is its protocol messages. */
-  | { kind: 'command'; text: string }
+  /**
+   * A console command (PAUSE, SET…) as typed: the answer is its protocol messages. `verb` in lower case ('set' for
+   * SET) and `arg` (the database, or SET's key) let the primary replay state changes to a restarted worker.
+   */
+  | { kind: 'command'; text: string; verb: string; arg?: string }
   /** SIGHUP or the console's RELOAD: re-read the config file. */
   | { kind: 'reload' }
   /** SIGUSR1 / SIGUSR2. */

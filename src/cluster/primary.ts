@@ -60,6 +60,8 @@ export class Primary {
   private tick: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private started: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  /** State changes made while running (signals, console PAUSE, SET…), replayed to a worker that starts later. */
+  private replay: Op[] = [];
 
   constructor(
     private readonly count: number,
@@ -207,6 +209,7 @@ export class Primary {
       case 'ready':
         m.ready = true;
         if (m.restarts > 0) log.log(`worker ${m.index} restarted (pid ${m.pid})`);
+        for (const op of this.replay) this.send(m, { t: 'op', id: 0, op });
         if (this.starting && this.members.every((x) => x.ready)) {
           this.starting = false;
           this.started?.resolve();
@@ -295,6 +298,7 @@ export class Primary {
   private collect(kind: 'show', what: string, from: Collect['from']): void;
   private collect(kind: 'op', op: Op, from: Collect['from']): void;
   private collect(kind: 'show' | 'op', what: string | Op, from: Collect['from']): void {
+    if (kind === 'op') this.remember(what as Op);
     const id = this.nextId++;
     const c: Collect = { kind, from, waiting: new Set(), parts: [], answers: new Map(), timer: null };
     this.collects.set(id, c);
@@ -307,6 +311,51 @@ export class Primary {
       return;
     }
     if (kind === 'show') c.timer = setTimeout(() => this.finish(id, c), GATHER_TIMEOUT_MS);
+  }
+
+  /**
+   * Keep the state changes a worker started later must also have (one that restarts reads only the config file):
+   * PAUSE/RESUME (signals and console), DISABLE/ENABLE, KILL (leaves the database paused) and SET. A RELOAD drops
+   * the SETs (the file's values win, as in a running pooler); a RESUME of everything drops the pauses before it.
+   */
+  private remember(op: Op): void {
+    const isPause = (o: Op) => o.kind === 'pause' || o.kind === 'resume' || (o.kind === 'command' && ['pause', 'resume', 'kill'].includes(o.verb));
+    const sameDb = (o: Op, verbs: string[], arg: string | undefined) => o.kind === 'command' && verbs.includes(o.verb) && o.arg === arg;
+    switch (op.kind) {
+      case 'reload':
+        this.replay = this.replay.filter((o) => !(o.kind === 'command' && o.verb === 'set'));
+        return;
+      case 'pause':
+        this.replay.push(op);
+        return;
+      case 'resume':
+        this.replay = this.replay.filter((o) => !isPause(o));
+        return;
+      case 'command':
+        switch (op.verb) {
+          case 'set':
+            this.replay = this.replay.filter((o) => !sameDb(o, ['set'], op.arg));
+            this.replay.push(op);
+            return;
+          case 'resume':
+            if (op.arg === undefined) this.replay = this.replay.filter((o) => !isPause(o));
+            else this.replay.push(op);
+            return;
+          case 'pause':
+          case 'kill':
+            this.replay.push(op);
+            return;
+          case 'disable':
+          case 'enable':
+            this.replay = this.replay.filter((o) => !sameDb(o, ['disable', 'enable'], op.arg));
+            if (op.verb === 'disable') this.replay.push(op);
+            return;
+          default:
+            return;
+        }
+      default:
+        return;
+    }
   }
 
   private finish(id: number, c: Collect): void {

@@ -280,6 +280,42 @@ test('SIGHUP reaches both workers: a database added to the file is served by eac
   }
 });
 
+/** Run a console command on a console connection of worker `w`; returns the rows. */
+async function consoleOn(t: Ctx, b: Pgtide, w: number, sql: string): Promise<Record<string, string>[]> {
+  const [c] = await clientsOn(t, b, w, 1, 'pgbouncer');
+  try {
+    return (await c!.query(sql)).rows as Record<string, string>[];
+  } finally {
+    await c!.end();
+  }
+}
+
+const pausedOn = async (t: Ctx, b: Pgtide, w: number) => (await consoleOn(t, b, w, 'SHOW STATE')).find((r) => r.key === 'paused')!.value;
+const poolSizeOn = async (t: Ctx, b: Pgtide, w: number) =>
+  (await consoleOn(t, b, w, 'SHOW CONFIG')).find((r) => r.key === 'default_pool_size')!.value;
+
+test('SIGUSR1/SIGUSR2 and the console\'s PAUSE, RESUME and SET reach every worker, and a worker started later too', async (t) => {
+  const { b } = await twoWorkers(t);
+  b.signal('SIGUSR1');
+  await b.waitForLog(/LOG got SIGUSR1, pausing all activity/, 3000);
+  await waitFor('both workers paused', async () => (await pausedOn(t, b, 1)) === 'yes' && (await pausedOn(t, b, 2)) === 'yes');
+  b.signal('SIGUSR2');
+  await waitFor('both workers resumed', async () => (await pausedOn(t, b, 1)) === 'no' && (await pausedOn(t, b, 2)) === 'no');
+  // the console: one command, every worker
+  await consoleOn(t, b, 1, 'PAUSE');
+  await consoleOn(t, b, 1, 'SET default_pool_size = 9');
+  assert.deepEqual([await pausedOn(t, b, 1), await pausedOn(t, b, 2)], ['yes', 'yes']);
+  assert.deepEqual([await poolSizeOn(t, b, 1), await poolSizeOn(t, b, 2)], ['9', '9']);
+  // a worker that starts now gets the same state
+  const pid2 = Number((await consoleRows(b, 'SHOW WORKERS')).find((w) => Number(w.worker) === 2)!.pid);
+  const mark = b.log().length;
+  process.kill(pid2, 'SIGKILL');
+  await b.waitForLog(/LOG worker 2 restarted/, 10_000, mark);
+  await waitFor('the new worker 2 to have the state', async () => (await pausedOn(t, b, 2)) === 'yes' && (await poolSizeOn(t, b, 2)) === '9');
+  await consoleOn(t, b, 2, 'RESUME');
+  assert.deepEqual([await pausedOn(t, b, 1), await pausedOn(t, b, 2)], ['no', 'no']);
+});
+
 test('a killed worker is replaced, and the server slots it held are free for the others', async (t) => {
   const { b } = await twoWorkers(t, { default_pool_size: 2, query_wait_timeout: 5 });
   // session mode: each client keeps its server, so these two hold the pool's two slots
