@@ -200,6 +200,30 @@ test('default_pool_size = 3 over both workers: never more than 3 backends, and w
   assert.ok(pools && Number(pools.sv_idle) + Number(pools.sv_active) + Number(pools.sv_used) <= 3, JSON.stringify(pools));
 });
 
+test('max_db_connections = 2 holds across both workers; min_pool_size = 3 is split 2 + 1 between them', async (t) => {
+  const { b } = await twoWorkers(t, { max_db_connections: 2, query_wait_timeout: 2, log_connections: 0 });
+  // session mode: each worker's first client keeps the server opened for its login; that is the database's two
+  const firsts = [...(await clientsOn(t, b, 1, 1, DB)), ...(await clientsOn(t, b, 2, 1, DB))];
+  const seconds = [...(await clientsOn(t, b, 1, 1, DB)), ...(await clientsOn(t, b, 2, 1, DB))];
+  for (const c of seconds) c.on('error', () => {});
+  for (const c of firsts) assert.equal((await c.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n, 1);
+  const waited = await Promise.all(seconds.map((c) => c.query('SELECT 1').then(() => null, (e: PgError) => e)));
+  for (const e of waited) assert.equal(e?.message, 'query_wait_timeout');
+  assert.equal(await backends(DB), 2);
+  for (const c of [...firsts, ...seconds]) await c.end();
+  await b.stop();
+
+  const { b: m } = await twoWorkers(t, { pool_mode: 'transaction', min_pool_size: 3, log_connections: 0 });
+  const one = [...(await clientsOn(t, m, 1, 1, DB)), ...(await clientsOn(t, m, 2, 1, DB))];
+  const slots = await waitFor('min_pool_size filled', async () => {
+    const w = Object.fromEntries((await consoleRows(m, 'SHOW WORKERS')).map((r) => [Number(r.worker), Number(r.servers)]));
+    return w[1] === 2 && w[2] === 1 ? w : null;
+  }, 5000, 100);
+  assert.deepEqual([slots[1], slots[2]], [2, 1]);
+  await waitFor('three backends (the first pgtide\'s are gone)', async () => (await backends(DB)) === 3);
+  for (const c of one) await c.end();
+});
+
 test('a cancel request that reaches the other worker is forwarded to the owner and cancels the query', async (t) => {
   const { b } = await twoWorkers(t, { verbose: 1 });
   const [victim] = await clientsOn(t, b, 1, 1);
