@@ -78,7 +78,8 @@ export class Primary {
    * query).
    */
   start(): Promise<void> {
-    cluster.schedulingPolicy = SCHEDULING;
+    // Node's own NODE_CLUSTER_SCHED_POLICY (rr / none) still wins, for experiments
+    if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = SCHEDULING;
     cluster.setupPrimary({ serialization: 'advanced' });
     const ready = new Promise<void>((resolve, reject) => {
       this.started = { resolve, reject };
