@@ -227,7 +227,6 @@ export class Pooler extends EventEmitter {
       return;
     }
     this.clientCount++;
-    this.cluster?.clientOpened();
     const c = new ClientConn(this, sock, unix);
     this.loginClients.push(c);
     if (!unix) this.takeLoginSlot(c);
@@ -289,16 +288,24 @@ export class Pooler extends EventEmitter {
     if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
     const link = this.cluster;
     if (link) {
-      // workers > 1: max_client_conn counts the connections of every worker; the primary knows them all
-      c.awaitLookup();
-      link.checkClient(this.settings.max_client_conn, (ok) => {
-        if (!c.isOpen) return;
+      // workers > 1: max_client_conn over every worker, through slots leased from the primary (a message only when
+      // this worker's lease is used up)
+      const got = link.takeClient(this.settings.max_client_conn, (ok) => {
+        if (!c.isOpen) {
+          if (ok) link.releaseClient(this.settings.max_client_conn);
+          return;
+        }
+        c.clientSlot = ok;
         c.lookupDone(() => {
           if (!ok) throw Pool.tooMany();
           this.loginKnown(c, dbName, userName);
         });
       });
-      return;
+      if (!got) {
+        c.awaitLookup();
+        return;
+      }
+      c.clientSlot = true;
     }
     this.loginKnown(c, dbName, userName);
   }
@@ -365,7 +372,10 @@ export class Pooler extends EventEmitter {
   /** A client closed: take it off every list. */
   clientGone(c: ClientConn): void {
     this.clientCount--;
-    this.cluster?.clientClosed();
+    if (c.clientSlot) {
+      c.clientSlot = false;
+      this.cluster?.releaseClient(this.settings.max_client_conn);
+    }
     if (c.cancelPid) this.cancelKeys.delete(`${c.cancelPid}:${c.cancelKey}`);
     this.loginDone(c);
     if (c.state === ClientState.Login) this.loginClients.remove(c);

@@ -157,19 +157,24 @@ function mergeTotals(tables: readonly Table[]): Table {
   return { columns: tables[0]!.columns, rows };
 }
 
-/** SHOW WORKERS: the primary first (worker 0), then each worker with the slots the primary counts for it. */
+/**
+ * SHOW WORKERS: the primary first (worker 0: the clients of all workers, the slots it has handed out), then each
+ * worker with its own counts and the slots the primary counts for it.
+ */
 function mergeWorkers(columns: readonly Column[], parts: readonly Part[], workers: readonly WorkerInfo[]): Table {
   const rows: Cell[][] = [];
   const answered = new Map<number, Cell[]>();
   for (const p of parts) if (p.table?.rows[0]) answered.set(p.index, p.table.rows[0]);
+  let clients = 0;
+  for (const r of answered.values()) clients += num(r[3]!);
   for (const w of [...workers].sort((a, b) => a.index - b.index)) {
     if (w.index === 0) {
-      rows.push([0, 'primary', w.pid, w.clients, null, w.serverSlots, w.restarts, formatTime(w.startedAt)]);
+      rows.push([0, 'primary', w.pid, clients, null, w.clientSlots, w.serverSlots, w.restarts, formatTime(w.startedAt)]);
       continue;
     }
     const r = answered.get(w.index);
-    if (r) rows.push([r[0]!, r[1]!, r[2]!, r[3]!, r[4]!, w.serverSlots, w.restarts, r[7]!]);
-    else rows.push([w.index, 'starting', w.pid, w.clients, null, w.serverSlots, w.restarts, formatTime(w.startedAt)]);
+    if (r) rows.push([r[0]!, r[1]!, r[2]!, r[3]!, r[4]!, w.clientSlots, w.serverSlots, w.restarts, r[8]!]);
+    else rows.push([w.index, 'starting', w.pid, null, null, w.clientSlots, w.serverSlots, w.restarts, formatTime(w.startedAt)]);
   }
   return { columns, rows };
 }

@@ -101,8 +101,8 @@ export const SIMPLE_COLUMNS = {
   peers: [['peer_id', I], ['host', T], ['port', I], ['pool_size', I]],
   /** pgtide's own: the processes serving clients (workers > 1: the primary and each worker). */
   workers: [
-    ['worker', I], ['role', T], ['pid', I], ['clients', I], ['servers', I], ['server_slots', I], ['restarts', I],
-    ['start_time', T],
+    ['worker', I], ['role', T], ['pid', I], ['clients', I], ['servers', I], ['client_slots', I], ['server_slots', I],
+    ['restarts', I], ['start_time', T],
   ],
   peer_pools: [
     ['peer_id', T], ['cl_active_cancel_req', I], ['cl_waiting_cancel_req', I], ['sv_active_cancel', I], ['sv_login', I],
@@ -462,7 +462,7 @@ function showMem(p: Pooler): Rows {
 export const PROCESS_START = Date.now() - Math.round(process.uptime() * 1000);
 
 /**
- * This process's row of SHOW WORKERS. A worker leaves server_slots and restarts to the primary (admin/merge.ts);
+ * This process's row of SHOW WORKERS. A worker leaves the slot counts and restarts to the primary (admin/merge.ts);
  * a single process (workers = 1) is worker 0.
  */
 function showWorkers(p: Pooler): Rows {
@@ -470,7 +470,8 @@ function showWorkers(p: Pooler): Rows {
   for (const pool of p.pools()) servers += pool.serverCount();
   const w = new Rows(SIMPLE_COLUMNS.workers);
   const index = workerIndex();
-  w.row([index, index === 0 ? 'single' : 'worker', process.pid, p.clientCount, servers, index === 0 ? servers : null, 0, formatTime(PROCESS_START)]);
+  const single = index === 0;
+  w.row([index, single ? 'single' : 'worker', process.pid, p.clientCount, servers, single ? p.clientCount : null, single ? servers : null, 0, formatTime(PROCESS_START)]);
   return w;
 }
 

@@ -46,7 +46,8 @@ export interface Part {
 export interface WorkerInfo {
   index: number;
   pid: number;
-  clients: number;
+  /** Client slots (max_client_conn) leased to the worker. */
+  clientSlots: number;
   serverSlots: number;
   restarts: number;
   startedAt: number;
@@ -64,11 +65,10 @@ export interface SlotAsk {
 
 export type ToPrimary =
   | { t: 'ready' }
-  /** A client connection was accepted / closed (max_client_conn counts every connection). */
-  | { t: 'cl+' }
-  | { t: 'cl-' }
-  /** May this client log in (max_client_conn)? Answered with `re` {ok}. */
-  | { t: 'cl?'; id: number; max: number }
+  /** More client slots (max_client_conn over all workers): up to `want`. Answered with `re` {ok, n}. */
+  | { t: 'cl?'; id: number; want: number; max: number }
+  /** Client slots given back. */
+  | { t: 'cl-'; n: number }
   /** One server slot; `wait`: queue until one is free (else refused at once). Answered with `re` {ok}. */
   | ({ t: 'sv?'; id: number; wait: boolean } & SlotAsk)
   /** A server slot taken without asking (the pooler's own connections: auth_query, LISTEN). */
@@ -86,10 +86,14 @@ export type ToPrimary =
   /** The console's SHUTDOWN: the primary stops every worker. */
   | { t: 'shutdown'; how: 'immediate' | 'wait-for-servers' | 'wait-for-clients' }
   /** The answer to a `show` or `op` of the primary. */
-  | { t: 'ans'; id: number; table?: Table | null; data?: Uint8Array | null; ok?: boolean };
+  | { t: 'ans'; id: number; table?: Table | null; data?: Uint8Array | null; ok?: boolean }
+  /** The answer to `reclaim`: the client slots given back. */
+  | { t: 'reclaimed'; id: number; n: number };
 
 export type ToWorker =
-  | { t: 're'; id: number; ok?: boolean; parts?: Part[]; workers?: WorkerInfo[]; answers?: (Uint8Array | boolean | null)[] }
+  | { t: 're'; id: number; ok?: boolean; n?: number; parts?: Part[]; workers?: WorkerInfo[]; answers?: (Uint8Array | boolean | null)[] }
+  /** Another worker needs client slots and none is free: give back the spare ones of the lease. */
+  | { t: 'reclaim'; id: number }
   | { t: 'surrender'; pool: string; db: string; user: string; n: number; reset: boolean }
   | { t: 'evict'; db: string | null; user: string | null; except: string | null }
   | { t: 'cancel'; pid: number; key: number }

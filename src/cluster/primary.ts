@@ -16,6 +16,8 @@ const TICK_MS = 333;
 const GATHER_TIMEOUT_MS = 5_000;
 /** After SIGTERM / SHUTDOWN, workers still running after this are killed. */
 const EXIT_KILL_MS = 10_000;
+/** Workers asked to give back spare client slots have this long to answer. */
+const RECLAIM_TIMEOUT_MS = 1_000;
 /** A worker that dies sooner than this after its start is restarted after RESTART_DELAY_MS (no restart storm). */
 const QUICK_DEATH_MS = 2_000;
 const RESTART_DELAY_MS = 1_000;
@@ -57,6 +59,8 @@ export class Primary {
   private starting = true;
   private nextId = 1;
   private readonly collects = new Map<number, Collect>();
+  /** Client-slot requests waiting for other workers to give back their spare slots. */
+  private readonly reclaims = new Map<number, { from: Member; wid: number; id: number; max: number; waiting: Set<number>; timer: NodeJS.Timeout }>();
   private tick: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private started: { resolve: () => void; reject: (err: Error) => void } | null = null;
@@ -181,6 +185,10 @@ export class Primary {
     for (const [id, c] of this.collects) {
       if (c.waiting.delete(m.index) && c.waiting.size === 0) this.finish(id, c);
     }
+    for (const [id, r] of this.reclaims) {
+      if (r.from === m) this.endReclaim(id);
+      else if (r.waiting.delete(m.index) && r.waiting.size === 0) this.endReclaim(id);
+    }
     if (this.stopping !== 'none') {
       this.checkStopped();
       return;
@@ -216,15 +224,21 @@ export class Primary {
           this.started?.resolve();
         }
         return;
-      case 'cl+':
-        this.slots.clientOpened(wid);
+      case 'cl?': {
+        const n = this.slots.leaseClients(wid, msg.want, msg.max);
+        if (n > 0) this.send(m, { t: 're', id: msg.id, ok: true, n });
+        else this.reclaim(m, wid, msg.id, msg.max);
         return;
+      }
       case 'cl-':
-        this.slots.clientClosed(wid);
+        this.slots.returnClients(wid, msg.n);
         return;
-      case 'cl?':
-        this.send(m, { t: 're', id: msg.id, ok: this.slots.clientAllowed(msg.max) });
+      case 'reclaimed': {
+        this.slots.returnClients(wid, msg.n);
+        const r = this.reclaims.get(msg.id);
+        if (r && r.waiting.delete(m.index) && r.waiting.size === 0) this.endReclaim(msg.id);
         return;
+      }
       case 'sv?': {
         const r: SlotRequest = {
           worker: wid, id: msg.id, pool: msg.pool, db: msg.db, user: msg.user, poolMax: msg.poolMax, dbMax: msg.dbMax,
@@ -271,6 +285,32 @@ export class Primary {
         return;
       }
     }
+  }
+
+  /**
+   * No client slot is free for a worker's login: the other workers give back the spare slots of their leases, then
+   * the login gets one if that freed any (max_client_conn is then as exact as with one process).
+   */
+  private reclaim(from: Member, wid: number, id: number, max: number): void {
+    const holders = this.slots.clientHolders(wid).map((w) => this.byWorkerId.get(w)).filter((x): x is Member => x !== undefined);
+    if (holders.length === 0) {
+      this.send(from, { t: 're', id, ok: false, n: 0 });
+      return;
+    }
+    const rid = this.nextId++;
+    const timer = setTimeout(() => this.endReclaim(rid), RECLAIM_TIMEOUT_MS);
+    this.reclaims.set(rid, { from, wid, id, max, waiting: new Set(holders.map((h) => h.index)), timer });
+    for (const h of holders) this.send(h, { t: 'reclaim', id: rid });
+  }
+
+  private endReclaim(rid: number): void {
+    const r = this.reclaims.get(rid);
+    if (!r) return;
+    this.reclaims.delete(rid);
+    clearTimeout(r.timer);
+    if (r.from.worker === null) return;
+    const n = this.slots.leaseClients(r.wid, 1, r.max);
+    this.send(r.from, { t: 're', id: r.id, ok: n > 0, n });
   }
 
   /** Tell the workers whose queued requests were granted. */
@@ -382,9 +422,9 @@ export class Primary {
       const n = this.slots.serversOf(wid);
       slots += n;
       restarts += m.restarts;
-      out.push({ index: m.index, pid: m.pid, clients: this.slots.clientsOf(wid), serverSlots: n, restarts: m.restarts, startedAt: m.startedAt });
+      out.push({ index: m.index, pid: m.pid, clientSlots: this.slots.leasedBy(wid), serverSlots: n, restarts: m.restarts, startedAt: m.startedAt });
     }
-    out.unshift({ index: 0, pid: process.pid, clients: this.slots.clientTotal, serverSlots: slots, restarts, startedAt: this.startedAt });
+    out.unshift({ index: 0, pid: process.pid, clientSlots: this.slots.clientsLeased, serverSlots: slots, restarts, startedAt: this.startedAt });
     return out;
   }
 }

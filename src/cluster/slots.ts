@@ -1,5 +1,5 @@
-/* The primary's account of global limits (workers > 1): client connections per worker (max_client_conn) and server
- * slots per worker and pool (pool_size + reserve, max_db_connections, max_user_connections). Pure bookkeeping: the
+/* The primary's account of global limits (workers > 1): client slots leased to each worker (max_client_conn) and
+ * server slots per worker and pool (pool_size + reserve, max_db_connections, max_user_connections). Pure bookkeeping: the
  * primary (cluster/primary.ts) turns its answers into messages. Workers are keyed by their cluster worker id, which a
  * restarted worker does not reuse, so a late message of a dead worker cannot count for its replacement. */
 
@@ -50,9 +50,9 @@ function inc(m: Map<string, number>, k: string, by: number): void {
 }
 
 export class SlotTable {
-  /** Client connections per worker (counted at accept, as max_client_conn counts them). */
-  private readonly clients = new Map<number, number>();
-  private totalClients = 0;
+  /** Client slots (max_client_conn) leased to each worker: its logged-in clients plus a few spare ones. */
+  private readonly leased = new Map<number, number>();
+  private leasedTotal = 0;
   /** Server slots per worker, by pool. */
   private readonly held = new Map<number, Map<string, SlotOwner & { n: number }>>();
   private readonly poolHeld = new Map<string, number>();
@@ -65,31 +65,40 @@ export class SlotTable {
   /** Slots asked back from each worker for each pool (`worker\0pool`) and not returned yet. */
   private readonly asked = new Map<string, Surrender>();
 
-  // ---- clients ----
+  // ---- clients (max_client_conn) ----
 
-  clientOpened(worker: number): void {
-    this.clients.set(worker, (this.clients.get(worker) ?? 0) + 1);
-    this.totalClients++;
+  /**
+   * Lease up to `want` client slots to a worker, within max over all workers; returns how many (0: none free). A worker
+   * logs clients in against its lease without asking, and asks again only when it has used it up.
+   */
+  leaseClients(worker: number, want: number, max: number): number {
+    const n = Math.max(0, Math.min(want, max - this.leasedTotal));
+    if (n > 0) {
+      this.leased.set(worker, (this.leased.get(worker) ?? 0) + n);
+      this.leasedTotal += n;
+    }
+    return n;
   }
 
-  clientClosed(worker: number): void {
-    const n = this.clients.get(worker) ?? 0;
-    if (n <= 0) return;
-    this.clients.set(worker, n - 1);
-    this.totalClients--;
+  /** A worker gives back n client slots of its lease (clients gone, or asked for by reclaim). */
+  returnClients(worker: number, n: number): void {
+    const have = this.leased.get(worker) ?? 0;
+    const back = Math.min(have, Math.max(0, n));
+    this.leased.set(worker, have - back);
+    this.leasedTotal -= back;
   }
 
-  /** May a client log in? Every connection, this one included, counts (PgBouncer's check). */
-  clientAllowed(max: number): boolean {
-    return this.totalClients <= max;
+  /** Workers holding client slots besides `worker` (asked to give back their spare ones when none is free). */
+  clientHolders(except: number): number[] {
+    return [...this.leased].filter(([w, n]) => w !== except && n > 0).map(([w]) => w);
   }
 
-  clientsOf(worker: number): number {
-    return this.clients.get(worker) ?? 0;
+  get clientsLeased(): number {
+    return this.leasedTotal;
   }
 
-  get clientTotal(): number {
-    return this.totalClients;
+  leasedBy(worker: number): number {
+    return this.leased.get(worker) ?? 0;
   }
 
   // ---- server slots ----
@@ -205,8 +214,8 @@ export class SlotTable {
 
   /** A worker exited: everything it held is free. Returns the requests this grants to the others. */
   workerGone(worker: number): SlotRequest[] {
-    this.totalClients -= this.clients.get(worker) ?? 0;
-    this.clients.delete(worker);
+    this.leasedTotal -= this.leased.get(worker) ?? 0;
+    this.leased.delete(worker);
     for (const h of this.held.get(worker)?.values() ?? []) {
       inc(this.poolHeld, h.pool, -h.n);
       inc(this.dbHeld, h.db, -h.n);

@@ -50,17 +50,43 @@ export class WorkerLink {
 
   // ---- clients (max_client_conn) ----
 
-  clientOpened(): void {
-    this.send({ t: 'cl+' });
+  /** Client slots leased from the primary, and how many of them logged-in clients use. */
+  private lease = 0;
+  private used = 0;
+
+  /** Client slots asked for at a time: a few, so most logins need no message (1 for a small max_client_conn). */
+  private batch(max: number): number {
+    return Math.max(1, Math.min(16, Math.floor(max / (this.workers * 8))));
   }
 
-  clientClosed(): void {
-    this.send({ t: 'cl-' });
+  /**
+   * A client slot for a login (max_client_conn over all workers). Returns true when the lease had one (no message);
+   * otherwise asks the primary and returns false, and cb says later whether the client got one.
+   */
+  takeClient(max: number, cb: (ok: boolean) => void): boolean {
+    if (this.used < this.lease) {
+      this.used++;
+      return true;
+    }
+    this.request((id) => ({ t: 'cl?', id, want: this.batch(max), max }), (m) => {
+      this.lease += m.n ?? 0;
+      if (this.used < this.lease) {
+        this.used++;
+        cb(true);
+      } else cb(false);
+    });
+    return false;
   }
 
-  /** Whether every client connection of all workers together is within max. */
-  checkClient(max: number, cb: (ok: boolean) => void): void {
-    this.request((id) => ({ t: 'cl?', id, max }), (m) => cb(m.ok === true));
+  /** A client that had a slot is gone; spare slots beyond two batches go back to the primary. */
+  releaseClient(max: number): void {
+    this.used--;
+    const spare = this.lease - this.used;
+    const keep = this.batch(max);
+    if (spare > 2 * keep) {
+      this.lease -= spare - keep;
+      this.send({ t: 'cl-', n: spare - keep });
+    }
   }
 
   // ---- server slots ----
@@ -126,6 +152,12 @@ export class WorkerLink {
       case 'surrender':
         h?.surrender(m.db, m.user, m.n, m.reset);
         return;
+      case 'reclaim': {
+        const n = this.lease - this.used;
+        this.lease = this.used;
+        this.send({ t: 'reclaimed', id: m.id, n });
+        return;
+      }
       case 'evict':
         h?.evict(m.db, m.user, m.except);
         return;

@@ -149,6 +149,8 @@ export class ClientConn extends Framer implements ListNode {
   setVars: Map<string, string> | null = null;
   /** A refused statement left the server idle: release it once the current message is done. */
   private releaseAfterRefusal = false;
+  /** workers > 1: the client holds one of the client slots (max_client_conn) leased from the primary. */
+  clientSlot = false;
   /** max_concurrent_logins_per_host: this TCP client holds a login slot of its address, or waits for one. */
   loginSlot: 'running' | 'queued' | null = null;
   /** Channels this client LISTENs on through the database's listening connection (notify.ts). */

@@ -1,4 +1,4 @@
-// The primary's account of global limits (workers > 1): client counts, server slots per pool/database/user, queued
+// The primary's account of global limits (workers > 1): client slot leases, server slots per pool/database/user, queued
 // requests granted fairly, slots asked back from workers that hold more than their share, a dead worker's slots freed.
 
 import { describe, it } from 'node:test';
@@ -12,20 +12,21 @@ const req = (worker: number, limits: Partial<SlotRequest> = {}): SlotRequest => 
 });
 
 describe('SlotTable', () => {
-  it('counts every client connection of every worker against max_client_conn', () => {
+  it('leases client slots (max_client_conn) to workers, never more than max in all', () => {
     const t = new SlotTable();
-    t.clientOpened(1);
-    t.clientOpened(2);
-    t.clientOpened(2);
-    assert.equal(t.clientAllowed(3), true);
-    t.clientOpened(1);
-    assert.equal(t.clientAllowed(3), false);
-    t.clientClosed(2);
-    assert.equal(t.clientAllowed(3), true);
-    t.clientClosed(7); // unknown worker: ignored
-    assert.equal(t.clientTotal, 3);
-    t.workerGone(1);
-    assert.equal(t.clientTotal, 1);
+    assert.equal(t.leaseClients(1, 3, 5), 3);
+    assert.equal(t.leaseClients(2, 3, 5), 2, 'only two left');
+    assert.equal(t.leaseClients(2, 1, 5), 0);
+    assert.deepEqual(t.clientHolders(2), [1], 'who could give some back');
+    t.returnClients(1, 2);
+    assert.equal(t.leasedBy(1), 1);
+    assert.equal(t.leaseClients(2, 4, 5), 2);
+    t.returnClients(1, 9); // more than it has: only what it has
+    assert.equal(t.leasedBy(1), 0);
+    assert.equal(t.clientsLeased, 4);
+    assert.equal(t.leaseClients(1, 5, 3), 0, 'max lowered below what is leased: nothing more');
+    t.workerGone(2);
+    assert.equal(t.clientsLeased, 0);
   });
 
   it('grants up to the pool size over all workers, queues waiting requests, refuses top-ups', () => {
