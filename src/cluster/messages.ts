@@ -58,6 +58,8 @@ export interface SlotAsk {
   pool: string;
   db: string;
   user: string;
+  /** pool_size alone (0 = no limit): a grant above it is a reserve_pool connection. */
+  poolSize: number;
   poolMax: number;
   dbMax: number;
   userMax: number;
@@ -91,7 +93,7 @@ export type ToPrimary =
   | { t: 'reclaimed'; id: number; n: number };
 
 export type ToWorker =
-  | { t: 're'; id: number; ok?: boolean; n?: number; parts?: Part[]; workers?: WorkerInfo[]; answers?: (Uint8Array | boolean | null)[] }
+  | { t: 're'; id: number; ok?: boolean; n?: number; reserve?: boolean; parts?: Part[]; workers?: WorkerInfo[]; answers?: (Uint8Array | boolean | null)[] }
   /** Another worker needs client slots and none is free: give back the spare ones of the lease. */
   | { t: 'reclaim'; id: number }
   | { t: 'surrender'; pool: string; db: string; user: string; n: number; reset: boolean }

@@ -241,11 +241,11 @@ export class Primary {
       }
       case 'sv?': {
         const r: SlotRequest = {
-          worker: wid, id: msg.id, pool: msg.pool, db: msg.db, user: msg.user, poolMax: msg.poolMax, dbMax: msg.dbMax,
-          userMax: msg.userMax,
+          worker: wid, id: msg.id, pool: msg.pool, db: msg.db, user: msg.user, poolSize: msg.poolSize, poolMax: msg.poolMax,
+          dbMax: msg.dbMax, userMax: msg.userMax,
         };
         const res = this.slots.ask(r, msg.wait, Date.now());
-        if (res !== 'queued') this.send(m, { t: 're', id: msg.id, ok: res === 'granted' });
+        if (res !== 'queued') this.send(m, { t: 're', id: msg.id, ok: res === 'granted', reserve: res === 'granted' && this.slots.isReserve(r) });
         this.rebalance();
         return;
       }
@@ -317,7 +317,7 @@ export class Primary {
   private grant(granted: readonly SlotRequest[]): void {
     for (const r of granted) {
       const m = this.byWorkerId.get(r.worker);
-      if (m) this.send(m, { t: 're', id: r.id, ok: true });
+      if (m) this.send(m, { t: 're', id: r.id, ok: true, reserve: this.slots.isReserve(r) });
     }
   }
 

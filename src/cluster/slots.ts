@@ -10,6 +10,8 @@ export interface SlotRequest {
   pool: string;
   db: string;
   user: string;
+  /** pool_size alone, and with the reserve when the worker may use it (0 = no limit). */
+  poolSize: number;
   poolMax: number;
   dbMax: number;
   userMax: number;
@@ -115,6 +117,11 @@ export class SlotTable {
 
   poolTotal(pool: string): number {
     return this.poolHeld.get(pool) ?? 0;
+  }
+
+  /** The granted request took the pool beyond pool_size (a reserve_pool connection). */
+  isReserve(r: SlotRequest): boolean {
+    return r.poolSize > 0 && this.poolTotal(r.pool) > r.poolSize;
   }
 
   get queued(): readonly SlotRequest[] {

@@ -91,9 +91,12 @@ export class WorkerLink {
 
   // ---- server slots ----
 
-  /** One server slot: `wait` queues until one is free; cb(false) for a refused or withdrawn request. */
-  askServer(ask: SlotAsk, wait: boolean, cb: (ok: boolean) => void): void {
-    this.request((id) => ({ t: 'sv?', id, wait, ...ask }), (m) => cb(m.ok === true));
+  /**
+   * One server slot: `wait` queues until one is free; cb(false) for a refused or withdrawn request, `reserve` when
+   * the slot is beyond pool_size (reserve_pool).
+   */
+  askServer(ask: SlotAsk, wait: boolean, cb: (ok: boolean, reserve: boolean) => void): void {
+    this.request((id) => ({ t: 'sv?', id, wait, ...ask }), (m) => cb(m.ok === true, m.reserve === true));
   }
 
   serverTaken(pool: string, db: string, user: string): void {

@@ -95,7 +95,7 @@ export class Janitor {
       } else if (waitLimit > 0 && waited > waitLimit) {
         c.fail(new PoolerError(SqlState.ConnectionFailure, 'query_wait_timeout'));
       } else if (!pool.reserveActive && pool.reserveSize() > 0 && waited > reserveAfter) {
-        pool.reserveActive = true;
+        pool.openReserve();
       }
       c = next;
     }

@@ -358,7 +358,7 @@ export class Pool {
     const want = this.waitingClients.count + (this.welcome ? 0 : Math.min(1, this.loginWaitClients.count));
     while (this.loginServers.count + this.usedServers.count + this.testedServers.count + this.slotRequests < want) {
       if (!this.canLaunch()) break;
-      if (this.serverCount() + this.slotRequests >= this.poolSize() && this.poolSize() > 0)
+      if (this.serverCount() >= this.poolSize() && this.poolSize() > 0 && !this.pooler.cluster)
         log.warning('taking connection from reserve_pool', this.waitingClients.head ?? this.logSubject());
       this.open(true);
     }
@@ -384,16 +384,22 @@ export class Pool {
         pool: this.key,
         db: this.db.name,
         user: this.user.name,
+        poolSize: Math.max(0, size),
         poolMax: size > 0 ? size + (this.reserveActive ? this.reserveSize() : 0) : 0,
         dbMax: this.db.entry.max_db_connections ?? st.max_db_connections,
         userMax: this.user.entry?.max_user_connections ?? st.max_user_connections,
       },
       wait,
-      (ok) => {
+      (ok, reserve) => {
         this.slotRequests--;
         if (!ok) return;
-        if (this.stillWants(wait)) this.launch(true);
-        else link.serverReleased(this.key, this.db.name, this.user.name, false);
+        if (!this.stillWants(wait)) {
+          link.serverReleased(this.key, this.db.name, this.user.name, false);
+          return;
+        }
+        // the pool is full over all workers: only the primary knows (single process: launchIfNeeded says it)
+        if (reserve) log.warning('taking connection from reserve_pool', this.waitingClients.head ?? this.logSubject());
+        this.launch(true);
       },
     );
   }
@@ -405,6 +411,19 @@ export class Pool {
     if (!forWaiters) return this.serverCount() < this.minPoolSize();
     const want = this.waitingClients.count + (this.welcome ? 0 : Math.min(1, this.loginWaitClients.count));
     return this.loginServers.count + this.usedServers.count + this.testedServers.count + this.slotRequests < want;
+  }
+
+  /**
+   * A client has waited reserve_pool_timeout: servers beyond pool_size are allowed. With workers > 1 the requests
+   * queued at the primary were made with the pool size alone: they are withdrawn, and asked again (next janitor tick)
+   * with the reserve counted.
+   */
+  openReserve(): void {
+    this.reserveActive = true;
+    if (this.slotRequests > 0 && this.pooler.cluster) {
+      this.withdrawn = false;
+      this.withdrawSlots();
+    }
   }
 
   /** workers > 1, no client waits any more: the primary may drop this pool's queued slot requests. */

@@ -224,6 +224,20 @@ test('max_db_connections = 2 holds across both workers; min_pool_size = 3 is spl
   for (const c of one) await c.end();
 });
 
+test('reserve_pool_size: a client that waited reserve_pool_timeout gets a reserve server, whichever worker it is on', async (t) => {
+  const { b } = await twoWorkers(t, { default_pool_size: 2, reserve_pool_size: 1, reserve_pool_timeout: 0.5, query_wait_timeout: 10, log_connections: 0 });
+  // session mode: two clients, one per worker, hold the pool's two servers
+  const holders = [...(await clientsOn(t, b, 1, 1, DB)), ...(await clientsOn(t, b, 2, 1, DB))];
+  for (const c of holders) await c.query('SELECT 1');
+  const [third] = await clientsOn(t, b, 2, 1, DB);
+  const t0 = Date.now();
+  assert.equal((await third!.query<{ n: number }>('SELECT 3 AS n')).rows[0]!.n, 3);
+  const took = Date.now() - t0;
+  assert.ok(took >= 400 && took < 5000, `the third client waited ${took} ms`);
+  assert.match(b.log(), /WARNING \[w2\] C-\d+: wk_pool\/app@[^ ]+ taking connection from reserve_pool/);
+  assert.equal(await backends(DB), 3);
+});
+
 test('a cancel request that reaches the other worker is forwarded to the owner and cancels the query', async (t) => {
   const { b } = await twoWorkers(t, { verbose: 1 });
   const [victim] = await clientsOn(t, b, 1, 1);

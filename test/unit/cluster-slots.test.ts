@@ -8,7 +8,7 @@ import { DEMAND_MEMORY_MS, SlotTable, type SlotRequest } from '../../src/cluster
 const P = { pool: 'app\0app', db: 'app', user: 'app' };
 let nextId = 1;
 const req = (worker: number, limits: Partial<SlotRequest> = {}): SlotRequest => ({
-  worker, id: nextId++, ...P, poolMax: 3, dbMax: 0, userMax: 0, ...limits,
+  worker, id: nextId++, ...P, poolSize: 3, poolMax: 3, dbMax: 0, userMax: 0, ...limits,
 });
 
 describe('SlotTable', () => {
