@@ -8,18 +8,20 @@ import { pgBin } from '../test/harness/postgres.js';
 import type { IdleRecord, IdleTarget } from './idle.js';
 import type { PgbenchResult, Workload } from './pgbench.js';
 
-export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare';
+export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2';
 export const TARGET_LABEL: Record<Target, string> = {
   direct: 'direct PostgreSQL',
   pgbouncer: 'PgBouncer',
   pgtide: 'pgtide',
   'pgtide-bare': 'pgtide, no statement tracking',
+  'pgtide-w2': 'pgtide, workers = 2',
 };
 export const IDLE_LABEL: Record<IdleTarget, string> = {
   'bare-node': 'bare Node.js socket server',
   pgbouncer: TARGET_LABEL.pgbouncer,
   pgtide: TARGET_LABEL.pgtide,
   'pgtide-bare': TARGET_LABEL['pgtide-bare'],
+  'pgtide-w2': TARGET_LABEL['pgtide-w2'],
 };
 
 export interface Machine {

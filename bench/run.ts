@@ -43,8 +43,9 @@ function envList<T extends string>(name: string, all: readonly T[], defaults: re
   return all.filter((a) => items.includes(a)); // canonical order
 }
 
-const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare'] as const;
-/** pgtide-bare (what transaction-mode safety costs) only when asked for: BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare */
+const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare', 'pgtide-w2'] as const;
+/** pgtide-bare (what transaction-mode safety costs) and pgtide-w2 (workers = 2) only when asked for:
+ * BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare,pgtide-w2 */
 const DEFAULT_TARGETS = ['direct', 'pgbouncer', 'pgtide'] as const;
 /** `idle` is the idle-client memory phase (not pgbench). */
 const ALL_WORKLOADS = ['simple', 'extended', 'prepared', 'connect', 'tpcb', 'idle'] as const;
@@ -335,7 +336,8 @@ async function main(): Promise<number> {
     }
 
     // ---- idle-client memory: fresh processes, after the pgbench runs (whose poolers are stopped first)
-    const idleTargets: IdleTarget[] = idlePhase ? ['bare-node', ...targets.filter((t): t is PoolerKind => t !== 'direct')] : [];
+    // pgtide-w2 is left out: its memory is spread over several processes
+    const idleTargets: IdleTarget[] = idlePhase ? ['bare-node', ...targets.filter((t): t is PoolerKind => t !== 'direct' && t !== 'pgtide-w2')] : [];
     if (idlePhase) {
       for (const p of poolers.values()) await p.stop();
       const idleSettings: PoolerSettings = { ...poolerSettings, tls: undefined };
@@ -370,8 +372,10 @@ async function main(): Promise<number> {
       }
       const port = target === 'direct' ? pg.port : pooler!.port;
       const poolerPid = pooler?.pid;
+      // workers = 2: the primary and its workers (live ones, and any that exited and were reaped) together
+      const poolerCpu = target === 'pgtide-w2' ? treeCpuTicks : cpuTicks;
       const snap = (pgbenchPid?: number): Snap => ({
-        pooler: poolerPid !== undefined ? cpuTicks(poolerPid) : undefined,
+        pooler: poolerPid !== undefined ? poolerCpu(poolerPid) : undefined,
         pg: pmPid !== undefined ? treeCpuTicks(pmPid) : undefined,
         host: hostCpu(),
         pgbench: pgbenchPid !== undefined ? cpuTicks(pgbenchPid) : undefined,
@@ -451,7 +455,7 @@ async function main(): Promise<number> {
       `- users: \`${USER}\` (plain password in userlist.txt: md5 with the poolers) runs every workload but connect; \`${SCRAM_USER}\` (userlist.txt holds the SCRAM-SHA-256 secret from pg_authid: SCRAM with the client) runs connect, whose tps is the login rate, new connections per second`,
       ...(authSeen ? [`- authentication each target asked for at login: ${authSeen}`] : []),
       `- p99 from pgbench per-transaction logs (\`-l\`${cfg.samplingRate < 1 ? `, \`--sampling-rate ${cfg.samplingRate}\`` : ', every transaction'})`,
-      `- pooler CPU = utime+stime of the pooler process (/proc/<pid>/stat, CLK_TCK ${CLK_TCK}) over that window ÷ transactions; PostgreSQL CPU likewise over postmaster + backends (live and exited)`,
+      `- pooler CPU = utime+stime of the pooler process (/proc/<pid>/stat, CLK_TCK ${CLK_TCK}) over that window ÷ transactions (pgtide with workers = 2: the primary plus its workers); PostgreSQL CPU likewise over postmaster + backends (live and exited)`,
       `- pgbench CPU = pgbench's own user+sys time (/proc/<pid>/stat over the window; bash \`times\` when the whole run is used) ÷ transactions; host CPU busy = share of all CPUs busy (/proc/stat); other CPU = host busy minus pooler, PostgreSQL and pgbench, i.e. other work on the machine (negative or small values = noise)`,
       `- errors = failed transactions + aborted clients + failed runs, summed over rounds`,
       ...(loadNote ? [`- ${loadNote}`] : []),

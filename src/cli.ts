@@ -1,13 +1,20 @@
 #!/usr/bin/env node
-/* Entry point: flags → config → listeners → signals (SIGHUP reload, SIGINT safe stop, SIGTERM fast). */
+/* Entry point: flags → config → listeners → signals (SIGHUP reload, SIGINT safe stop, SIGTERM fast). With workers > 1
+ * the process started first becomes the primary (cluster/primary.ts) and the same file runs in each worker. */
 
 import { spawn } from 'node:child_process';
+import cluster from 'node:cluster';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
 import { ConfigError, type Config } from './config/loader.js';
-import { loadPgtideConfig, Pooler, type ExitRequest } from './pooler.js';
+import { loadPgtideConfig, Pooler, removeStaleSocket, type ExitRequest } from './pooler.js';
+import { showTable } from './admin/show.js';
+import { Primary } from './cluster/primary.js';
+import { WorkerLink } from './cluster/worker.js';
+import { WORKER_ENV } from './cluster/messages.js';
+import { setWorkerIndex } from './cluster/identity.js';
 import { log } from './util/log.js';
 import { buildClientTls } from './net/tls.js';
 import { VERSION, VERSION_LINE } from './version.js';
@@ -131,8 +138,13 @@ async function main(): Promise<void> {
     }
     die(`cannot load config file: ${(err as Error).message}`);
   }
+  const worker = cluster.isWorker ? Number(process.env[WORKER_ENV]) : 0;
+  if (worker > 0) {
+    setWorkerIndex(worker);
+    log.setWorker(worker);
+  }
   configureLog(cfg, args);
-  for (const w of cfg.warnings) log.warning(w.message);
+  if (worker === 0) for (const w of cfg.warnings) log.warning(w.message); // the primary has shown them
 
   // a TLS key or certificate that cannot be used stops pgtide here, before it daemonizes or writes its pidfile
   try {
@@ -140,12 +152,21 @@ async function main(): Promise<void> {
   } catch (err) {
     die(`cannot start: ${(err as Error).message}`);
   }
+  if (worker > 0) {
+    await serve(cfg, args, new WorkerLink(worker, cfg.settings.workers));
+    return;
+  }
   if (args.daemon && !process.env.PGTIDE_DAEMON_CHILD) await daemonize(cfg, argv);
   if (cfg.settings.pidfile) writePidfile(cfg.settings.pidfile);
+  if (cfg.settings.workers > 1) await runPrimary(cfg, args);
+  else await serve(cfg, args, null);
+}
 
+/** Serve clients: the single process (workers = 1), or one worker (then the primary decides about signals). */
+async function serve(cfg: Config, args: CliArgs, link: WorkerLink | null): Promise<void> {
   let pooler: Pooler;
   try {
-    pooler = new Pooler(cfg);
+    pooler = new Pooler(cfg, link);
   } catch (err) {
     die(`cannot start: ${(err as Error).message}`);
   }
@@ -155,22 +176,14 @@ async function main(): Promise<void> {
     configureLog(pooler.config, args);
     log.reopen();
   });
-  process.on('SIGHUP', () => {
-    log.log('got SIGHUP, re-reading config');
-    pooler.reloadFromFile();
-  });
-  process.on('SIGUSR1', () => {
-    log.log('got SIGUSR1, pausing all activity');
+  const pause = () => {
     if (!pooler.pausedAll) void pooler.pause(null);
-  });
-  process.on('SIGUSR2', () => {
-    if (pooler.shutdown !== 'none') {
-      log.log('got SIGUSR2 while shutting down, ignoring');
-      return;
-    }
-    log.log('got SIGUSR2, continuing');
+  };
+  const resume = () => {
+    if (pooler.shutdown !== 'none') return false;
     pooler.resume(null);
-  });
+    return true;
+  };
 
   let stopping = false;
   const exitNow = async (why: string) => {
@@ -184,31 +197,154 @@ async function main(): Promise<void> {
     pooler.once('drained', () => void exitNow('all servers released, exiting'));
     pooler.safeShutdown();
   };
-  process.on('SIGINT', () => {
-    if (stopping) {
-      void exitNow('got SIGINT again, exiting now');
-      return;
-    }
-    safeStop();
-  });
-  process.on('SIGTERM', () => void exitNow('got SIGTERM, fast exit'));
-  // the console's SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]
-  pooler.on('exit-request', (how: ExitRequest) => {
-    if (how === 'immediate') void exitNow('SHUTDOWN command issued, exiting');
-    else if (stopping) return;
-    else if (how === 'wait-for-servers') safeStop();
-    else {
-      stopping = true;
-      pooler.once('drained', () => void exitNow('all clients disconnected, exiting'));
-      pooler.waitForClientsShutdown();
-    }
-  });
+  const waitForClients = () => {
+    stopping = true;
+    pooler.once('drained', () => void exitNow('all clients disconnected, exiting'));
+    pooler.waitForClientsShutdown();
+  };
+
+  if (link) {
+    // a worker: terminal signals reach the whole process group, but only the primary's word counts
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2'] as const) process.on(sig, () => {});
+    process.on('disconnect', () => void exitNow('primary process gone, exiting'));
+    link.handlers = {
+      surrender: (db, user, n, reset) => pooler.surrenderSlots(db, user, n, reset),
+      evict: (db, user, except) => pooler.evictFor(db, user, except),
+      cancel: (pid, key) => pooler.cancel(pid, key),
+      show: (what) => showTable(pooler, pooler.console, what),
+      op: async (op) => {
+        switch (op.kind) {
+          case 'command':
+            return pooler.console.runLocal(op.text);
+          case 'reload':
+            return pooler.reloadFromFile();
+          case 'pause':
+            pause();
+            return true;
+          case 'resume':
+            return resume();
+          case 'safe-stop':
+            if (stopping) void exitNow('got SIGINT again, exiting now');
+            else safeStop();
+            return true;
+          case 'wait-clients':
+            if (!stopping) waitForClients();
+            return true;
+          case 'exit':
+            void exitNow('fast exit');
+            return true;
+        }
+      },
+    };
+  } else {
+    process.on('SIGHUP', () => {
+      log.log('got SIGHUP, re-reading config');
+      pooler.reloadFromFile();
+    });
+    process.on('SIGUSR1', () => {
+      log.log('got SIGUSR1, pausing all activity');
+      pause();
+    });
+    process.on('SIGUSR2', () => {
+      if (pooler.shutdown !== 'none') {
+        log.log('got SIGUSR2 while shutting down, ignoring');
+        return;
+      }
+      log.log('got SIGUSR2, continuing');
+      resume();
+    });
+    process.on('SIGINT', () => {
+      if (stopping) {
+        void exitNow('got SIGINT again, exiting now');
+        return;
+      }
+      safeStop();
+    });
+    process.on('SIGTERM', () => void exitNow('got SIGTERM, fast exit'));
+    // the console's SHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]
+    pooler.on('exit-request', (how: ExitRequest) => {
+      if (how === 'immediate') void exitNow('SHUTDOWN command issued, exiting');
+      else if (stopping) return;
+      else if (how === 'wait-for-servers') safeStop();
+      else waitForClients();
+    });
+  }
   try {
     await pooler.listen();
   } catch (err) {
     die(`could not start listening: ${(err as Error).message}`);
   }
+  link?.ready();
   log.log(`process up: ${VERSION_LINE}, pid ${process.pid}`);
+}
+
+/** workers > 1: this process is the primary; it forks the workers and serves no client itself. */
+async function runPrimary(cfg: Config, args: CliArgs): Promise<void> {
+  const st = cfg.settings;
+  const exit = (code: number) => {
+    if (unixPath) {
+      try {
+        unlinkSync(unixPath);
+      } catch {
+        /* gone */
+      }
+    }
+    log.close();
+    process.exit(code);
+  };
+  let current = cfg;
+  const primary = new Primary(st.workers, {
+    reload: () => {
+      try {
+        current = load(current.file);
+        configureLog(current, args);
+      } catch {
+        /* the workers log why */
+      }
+      log.reopen();
+    },
+    exit,
+  });
+  process.on('SIGHUP', () => {
+    log.log('got SIGHUP, re-reading config');
+    primary.reload();
+  });
+  process.on('SIGUSR1', () => {
+    log.log('got SIGUSR1, pausing all activity');
+    primary.pause();
+  });
+  process.on('SIGUSR2', () => primary.resume());
+  process.on('SIGINT', () => {
+    if (primary.stoppingMode === 'none') {
+      log.log('got SIGINT, shutting down, waiting for servers to be released');
+      primary.stop('safe');
+    } else {
+      log.log('got SIGINT again, exiting now');
+      primary.stop('exit');
+    }
+  });
+  process.on('SIGTERM', () => {
+    log.log('got SIGTERM, fast exit');
+    primary.stop('exit');
+  });
+  // the workers share the primary's listening sockets: a unix socket left by a dead process goes first
+  let unixPath = '';
+  if (st.unix_socket_dir) {
+    const path = `${st.unix_socket_dir}/.s.PGSQL.${st.listen_port}`;
+    try {
+      await removeStaleSocket(path);
+    } catch (err) {
+      die(`could not start listening: ${(err as Error).message}`);
+    }
+    unixPath = path;
+  }
+  try {
+    await primary.start();
+  } catch (err) {
+    log.fatal(`could not start the workers: ${(err as Error).message}`);
+    exit(1);
+  }
+  log.log(`process up: ${VERSION_LINE}, pid ${process.pid}, ${st.workers} workers`);
 }
 
 // A promise rejection nobody handled is a bug in one connection's path: log it and keep serving everyone else.

@@ -22,6 +22,7 @@ import { StmtRegistry } from './pool/prepared.js';
 import { NotifyHub } from './pool/notify.js';
 import { AuthQuery } from './auth/auth-query.js';
 import { HbaRules } from './auth/hba.js';
+import { WorkerLink } from './cluster/worker.js';
 
 /** auth_hba_file's rules when auth_type is hba (null otherwise); throws with file and line for a bad file. */
 export function loadHba(st: Settings): HbaRules | null {
@@ -74,6 +75,26 @@ export type ExitRequest = 'immediate' | 'wait-for-servers' | 'wait-for-clients';
 
 export type ShutdownMode = 'none' | 'wait-for-servers' | 'wait-for-clients' | 'immediate';
 
+/** Remove a unix socket file left by a process that is gone; refuses one that a live process listens on. */
+export function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      reject(new Error(`unix socket ${path} is in use by another process`));
+    });
+    probe.once('error', () => {
+      try {
+        unlinkSync(path);
+      } catch {
+        /* gone already */
+      }
+      resolve();
+    });
+  });
+}
+
 export class Pooler extends EventEmitter {
   config: Config;
   settings: Settings;
@@ -111,10 +132,13 @@ export class Pooler extends EventEmitter {
   serverTls: ServerTls | null = null;
   /** auth_hba_file rules (auth_type = hba), reloaded on RELOAD. */
   hba: HbaRules | null = null;
+  /** The link to the primary when this pooler is one of several workers (workers > 1); null for a single process. */
+  readonly cluster: WorkerLink | null;
 
   /** Throws an Error with a readable message when the client TLS files or settings are unusable. */
-  constructor(config: Config) {
+  constructor(config: Config, cluster: WorkerLink | null = null) {
     super();
+    this.cluster = cluster;
     this.config = config;
     this.settings = config.settings;
     this.clientTls = buildClientTls(config.settings);
@@ -136,7 +160,7 @@ export class Pooler extends EventEmitter {
     for (const host of addrs) tasks.push(this.listenOne({ host, port: st.listen_port, backlog: st.listen_backlog }, false));
     if (st.unix_socket_dir) {
       const path = `${st.unix_socket_dir}/.s.PGSQL.${st.listen_port}`;
-      await this.removeStaleSocket(path);
+      if (!this.cluster) await removeStaleSocket(path); // workers share the primary's socket: it checked
       this.unixPath = path;
       tasks.push(this.listenOne({ path, backlog: st.listen_backlog }, true));
     }
@@ -182,37 +206,18 @@ export class Pooler extends EventEmitter {
     return this.settings.listen_port;
   }
 
-  private removeStaleSocket(path: string): Promise<void> {
-    if (!existsSync(path)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const probe = net.connect({ path });
-      probe.once('connect', () => {
-        probe.destroy();
-        reject(new Error(`unix socket ${path} is in use by another process`));
-      });
-      probe.once('error', () => {
-        try {
-          unlinkSync(path);
-        } catch {
-          /* gone already */
-        }
-        resolve();
-      });
-    });
-  }
-
   async closeListeners(): Promise<void> {
     const servers = this.servers;
     this.servers = [];
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    if (this.unixPath) {
+    if (this.unixPath && !this.cluster) {
       try {
         unlinkSync(this.unixPath);
       } catch {
         /* already removed */
       }
-      this.unixPath = '';
     }
+    this.unixPath = '';
   }
 
   private onConnection(sock: net.Socket, unix: boolean): void {
@@ -281,6 +286,32 @@ export class Pooler extends EventEmitter {
       return;
     }
     if (this.clientCount > this.settings.max_client_conn) throw Pool.tooMany();
+    const link = this.cluster;
+    if (link) {
+      // workers > 1: max_client_conn over every worker, through slots leased from the primary (a message only when
+      // this worker's lease is used up)
+      const got = link.takeClient(this.settings.max_client_conn, (ok) => {
+        if (!c.isOpen) {
+          if (ok) link.releaseClient(this.settings.max_client_conn);
+          return;
+        }
+        c.clientSlot = ok;
+        c.lookupDone(() => {
+          if (!ok) throw Pool.tooMany();
+          this.loginKnown(c, dbName, userName);
+        });
+      });
+      if (!got) {
+        c.awaitLookup();
+        return;
+      }
+      c.clientSlot = true;
+    }
+    this.loginKnown(c, dbName, userName);
+  }
+
+  /** A client within max_client_conn: look its user up (auth_query if needed), then authenticate it. */
+  private loginKnown(c: ClientConn, dbName: string, userName: string): void {
     const known = this.users.get(userName);
     let db = this.findDatabase(dbName);
     if (db?.dead) db = undefined;
@@ -341,6 +372,10 @@ export class Pooler extends EventEmitter {
   /** A client closed: take it off every list. */
   clientGone(c: ClientConn): void {
     this.clientCount--;
+    if (c.clientSlot) {
+      c.clientSlot = false;
+      this.cluster?.releaseClient(this.settings.max_client_conn);
+    }
     if (c.cancelPid) this.cancelKeys.delete(`${c.cancelPid}:${c.cancelKey}`);
     this.loginDone(c);
     if (c.state === ClientState.Login) this.loginClients.remove(c);
@@ -368,6 +403,13 @@ export class Pooler extends EventEmitter {
 
   /** A CancelRequest arrived on its own connection. */
   cancel(pid: number, key: number): void {
+    const link = this.cluster;
+    if (link && WorkerLink.ownerOf(pid) !== link.index) {
+      // a client of another worker: the primary passes it on
+      log.debug(`cancel request for a client of worker ${WorkerLink.ownerOf(pid)}: forwarded`);
+      link.forwardCancel(pid, key);
+      return;
+    }
     const c = this.cancelKeys.get(`${pid}:${key}`);
     if (!c) {
       log.log('failed cancel request: no client with that key');
@@ -420,11 +462,36 @@ export class Pooler extends EventEmitter {
   }
 
   /** Close one idle server of another pool matching pred, to make room (max_db/user_connections). */
-  evictIdle(pred: (p: Pool) => boolean, except: Pool): boolean {
+  evictIdle(pred: (p: Pool) => boolean, except: Pool | null): boolean {
     for (const p of this.pools()) {
       if (p !== except && pred(p) && p.closeOneIdle()) return true;
     }
     return false;
+  }
+
+  // ---- asked by the primary (workers > 1) ----
+
+  /** Give up n more server slots of a pool: idle servers close now, busy ones when released (Pool.serverReady). */
+  surrenderSlots(dbName: string, userName: string, n: number, reset: boolean): void {
+    const pool = this.databases.get(dbName)?.pools.get(userName);
+    if (!pool) return;
+    if (reset) {
+      pool.surrender = 0;
+      return;
+    }
+    pool.surrender += n;
+    while (pool.surrender > 0) {
+      const s = pool.idleServers.head ?? pool.usedServers.head;
+      if (!s) break;
+      pool.surrender--;
+      s.surrendered = true;
+      s.close('server slot moved to another worker');
+    }
+  }
+
+  /** Close one idle server of the database or user (not of pool `except`) for another worker's waiting client. */
+  evictFor(dbName: string | null, userName: string | null, except: string | null): void {
+    this.evictIdle((p) => (dbName !== null ? p.db.name === dbName : p.user.name === userName) && p.key !== except, null);
   }
 
   /** server_check_query as a query to send, or null when checks are off. */

@@ -47,7 +47,7 @@ function findDb(p: Pooler, name: string, what: string): Database | Buffer {
 }
 
 /** Run an admin command (verb in lower case); null when the verb is not one of them. */
-export function runCommand(p: Pooler, _c: ClientConn, verb: string, arg: string | undefined, text: string): Answer | null {
+export function runCommand(p: Pooler, _c: ClientConn | null, verb: string, arg: string | undefined, text: string): Answer | null {
   if (!COMMAND_VERBS.has(verb)) return null;
   if (NO_ARG.has(verb) && arg !== undefined) return syntaxError(text);
   const issued = arg === undefined ? `${verb.toUpperCase()} command issued` : `${verb.toUpperCase()} '${arg}' command issued`;

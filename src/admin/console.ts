@@ -1,7 +1,7 @@
 /* The admin console: the virtual database `pgbouncer`. Access rules, the welcome, and the work phase of a
  * console client (whole messages, simple query protocol), dispatching to the SHOW commands. */
 
-import { FE } from '../protocol/codes.js';
+import { BE, FE } from '../protocol/codes.js';
 import { errorResponse, noticeResponse, parameterStatus, READY_IDLE } from '../protocol/messages.js';
 import { SqlState } from '../protocol/sqlstate.js';
 import { PoolerError } from '../util/errors.js';
@@ -12,8 +12,10 @@ import type { ClientConn } from '../pool/client.js';
 import type { Pooler } from '../pooler.js';
 import { VERSION } from '../version.js';
 import { commandComplete, Oid, ResultWriter } from './rows.js';
-import { runShow, SHOW_ADMIN_ONLY } from './show.js';
+import { encodeTable, runShow, showTable, SHOW_ADMIN_ONLY } from './show.js';
 import { COMMAND_VERBS, runCommand, runSet, type Answer } from './commands.js';
+import { GATHERED, mergeTables } from './merge.js';
+import type { WorkerLink } from '../cluster/worker.js';
 
 export const ADMIN_DB = 'pgbouncer';
 
@@ -188,6 +190,7 @@ export class AdminConsole {
           READY_IDLE,
         ]);
       if (c.admin !== 'admin') return adminNeeded();
+      if (this.pooler.cluster) return this.everywhere(this.pooler.cluster, 'set', text, cmd.key.toLowerCase());
       return runSet(this.pooler, cmd.key, cmd.value);
     }
     const [verb, arg] = cmd.words as [string, string | undefined];
@@ -198,13 +201,65 @@ export class AdminConsole {
       const fake = FAKE_SETTINGS.get(what);
       if (fake !== undefined) return Buffer.concat([runShowFake(arg, fake), READY_IDLE]);
       if (SHOW_ADMIN_ONLY.has(what) && c.admin !== 'admin') return adminNeeded();
+      if (this.pooler.cluster && GATHERED.has(what)) return this.gathered(this.pooler.cluster, what);
       const out = runShow(this.pooler, this, c, what);
       if (!out) return invalidCommand(text);
       return Buffer.concat([out, READY_IDLE]);
     }
     // PAUSE, RELOAD…: admin users only (a stats user gets PgBouncer's `admin access needed`)
     if (COMMAND_VERBS.has(v) && c.admin !== 'admin') return adminNeeded();
+    if (this.pooler.cluster && COMMAND_VERBS.has(v)) return this.everywhere(this.pooler.cluster, v, text, arg);
     return runCommand(this.pooler, c, v, arg, text) ?? invalidCommand(text);
+  }
+
+  // ---- workers > 1 ----
+
+  /** SHOW of every worker's rows, merged (admin/merge.ts). */
+  private async gathered(link: WorkerLink, what: string): Promise<Buffer> {
+    const { parts, workers } = await link.gather(what);
+    const t = mergeTables(what, parts, workers) ?? showTable(this.pooler, this, what);
+    return Buffer.concat([t ? encodeTable(t) : Buffer.alloc(0), READY_IDLE]);
+  }
+
+  /**
+   * A command that changes state runs on every worker (through the primary) and is answered once all have answered:
+   * with their common answer, or the first error. KILL_CLIENT succeeds if the worker that has the client succeeded.
+   * SHUTDOWN goes to the primary, which stops every worker.
+   */
+  private everywhere(link: WorkerLink, verb: string, text: string, arg?: string): Answer {
+    if (verb === 'shutdown') {
+      const how = arg?.toLowerCase();
+      if (how !== undefined && how !== 'wait_for_servers' && how !== 'wait_for_clients') return invalidCommand(text);
+      if (how !== undefined && this.pooler.shutdown !== 'none')
+        return consoleError(SqlState.AdminShutdown, 'pooler is shutting down');
+      log.log(arg === undefined ? 'SHUTDOWN command issued' : `SHUTDOWN '${arg}' command issued`);
+      link.shutdown(how === undefined ? 'immediate' : how === 'wait_for_servers' ? 'wait-for-servers' : 'wait-for-clients');
+      return how === undefined ? Buffer.alloc(0) : Buffer.concat([commandComplete('SHUTDOWN'), READY_IDLE]);
+    }
+    if (verb === 'reload') {
+      if (arg !== undefined) return invalidCommand(text);
+      log.log('RELOAD command issued');
+      return link.broadcast({ kind: 'reload' }).then((oks) =>
+        oks.length > 0 && oks.every((ok) => ok === true)
+          ? Buffer.concat([commandComplete('RELOAD'), READY_IDLE])
+          : consoleError(SqlState.ConfigFileError, 'RELOAD failed, see logs for additional details'),
+      );
+    }
+    return link.broadcast({ kind: 'command', text, verb, arg }).then((answers) => {
+      const bufs = answers.filter((a): a is Uint8Array => a instanceof Uint8Array).map((a) => Buffer.from(a.buffer, a.byteOffset, a.length));
+      const isError = (b: Buffer) => b[0] === BE.ErrorResponse;
+      const pick = verb === 'kill_client' ? bufs.find((b) => !isError(b)) ?? bufs[0] : bufs.find(isError) ?? bufs[0];
+      return pick ?? consoleError(SqlState.InternalError, 'no worker answered');
+    });
+  }
+
+  /** A command sent by another worker's console (workers > 1): run it here only; access was checked there. */
+  runLocal(text: string): Promise<Buffer> {
+    const cmd = parseCommand(text);
+    if (!cmd) return Promise.resolve(invalidCommand(text));
+    if (cmd.kind === 'set') return Promise.resolve(runSet(this.pooler, cmd.key, cmd.value));
+    const [verb, arg] = cmd.words as [string, string | undefined];
+    return Promise.resolve(runCommand(this.pooler, null, verb.toLowerCase(), arg, text) ?? invalidCommand(text));
   }
 }
 

@@ -12,6 +12,8 @@ import type { Pooler } from '../pooler.js';
 import { VERSION_LINE } from '../version.js';
 import { commandComplete, formatTime, Oid, ResultWriter, splitUs, type Cell, type Column } from './rows.js';
 import type { AdminConsole } from './console.js';
+import type { Table } from '../cluster/messages.js';
+import { workerIndex } from '../cluster/identity.js';
 
 const T = Oid.Text;
 const I = Oid.Int4;
@@ -97,6 +99,11 @@ export const SIMPLE_COLUMNS = {
   /** pgtide's own: the protocol-level prepared statements tracked in transaction/statement mode. */
   prepared_statements: [['name', T], ['query', T], ['clients', I], ['servers', I], ['retries', B]],
   peers: [['peer_id', I], ['host', T], ['port', I], ['pool_size', I]],
+  /** pgtide's own: the processes serving clients (workers > 1: the primary and each worker). */
+  workers: [
+    ['worker', I], ['role', T], ['pid', I], ['clients', I], ['servers', I], ['client_slots', I], ['server_slots', I],
+    ['restarts', I], ['start_time', T],
+  ],
   peer_pools: [
     ['peer_id', T], ['cl_active_cancel_req', I], ['cl_waiting_cancel_req', I], ['sv_active_cancel', I], ['sv_login', I],
   ],
@@ -111,7 +118,7 @@ const HELP = [
   'SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE',
   'SHOW DNS_HOSTS|DNS_ZONES',
   'SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS',
-  'SHOW PREPARED_STATEMENTS|SESSION_STATE',
+  'SHOW PREPARED_STATEMENTS|SESSION_STATE|WORKERS',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>]',
@@ -127,6 +134,19 @@ const HELP = [
 ];
 
 // ---- helpers ----
+
+/** Rows collected for one SHOW, encoded by encodeTable (or sent to another worker and merged, admin/merge.ts). */
+class Rows implements Table {
+  readonly rows: Cell[][] = [];
+
+  constructor(readonly columns: readonly Column[]) {}
+
+  row(cells: Cell[]): this {
+    if (cells.length !== this.columns.length) throw new Error(`admin row has ${cells.length} cells for ${this.columns.length} columns`);
+    this.rows.push(cells);
+    return this;
+  }
+}
 
 /** The console's own database and pool rows, as PgBouncer lists them. */
 const ADMIN_POOL_SIZE = 2;
@@ -249,8 +269,8 @@ function statCells(s: PoolStats): Cell[] {
 
 // ---- the commands ----
 
-function showPools(p: Pooler, con: AdminConsole): ResultWriter {
-  const w = new ResultWriter(POOLS_COLUMNS);
+function showPools(p: Pooler, con: AdminConsole): Rows {
+  const w = new Rows(POOLS_COLUMNS);
   const now = performance.now();
   for (const pool of sortedPools(p)) {
     let oldest = 0;
@@ -271,21 +291,21 @@ function showPools(p: Pooler, con: AdminConsole): ResultWriter {
   return w;
 }
 
-function showClients(p: Pooler, con: AdminConsole): ResultWriter {
-  const w = new ResultWriter(SHOW_CLIENTS_COLUMNS);
+function showClients(p: Pooler, con: AdminConsole): Rows {
+  const w = new Rows(SHOW_CLIENTS_COLUMNS);
   const now = performance.now();
   for (const c of allClients(p, con)) w.row([...clientRow(c, now), c.pinReason ?? '']);
   return w;
 }
 
-function showServers(p: Pooler): ResultWriter {
-  const w = new ResultWriter(CLIENTS_COLUMNS);
+function showServers(p: Pooler): Rows {
+  const w = new Rows(CLIENTS_COLUMNS);
   for (const s of allServers(p)) w.row(serverRow(s));
   return w;
 }
 
-function showSockets(p: Pooler, con: AdminConsole, activeOnly: boolean): ResultWriter {
-  const w = new ResultWriter(SOCKETS_COLUMNS);
+function showSockets(p: Pooler, con: AdminConsole, activeOnly: boolean): Rows {
+  const w = new Rows(SOCKETS_COLUMNS);
   const now = performance.now();
   const buffers = [0, 0, 0, 0, 0, 0, 0];
   for (const c of allClients(p, con)) {
@@ -303,9 +323,9 @@ function showSockets(p: Pooler, con: AdminConsole, activeOnly: boolean): ResultW
   return w;
 }
 
-function showStats(p: Pooler, kind: 'stats' | 'totals' | 'averages'): ResultWriter {
+function showStats(p: Pooler, kind: 'stats' | 'totals' | 'averages'): Rows {
   const cols = kind === 'stats' ? STATS_COLUMNS : kind === 'totals' ? STATS_TOTALS_COLUMNS : STATS_AVERAGES_COLUMNS;
-  const w = new ResultWriter(cols);
+  const w = new Rows(cols);
   const totals = p.janitor.databaseTotals();
   for (const db of sortedDatabases(p)) {
     const t = totals.get(db.name) ?? new PoolStats();
@@ -316,8 +336,8 @@ function showStats(p: Pooler, kind: 'stats' | 'totals' | 'averages'): ResultWrit
   return w;
 }
 
-function showTotals(p: Pooler): ResultWriter {
-  const w = new ResultWriter(SIMPLE_COLUMNS.totals);
+function showTotals(p: Pooler): Rows {
+  const w = new Rows(SIMPLE_COLUMNS.totals);
   const t = sumStats(p.janitor.databaseTotals().values());
   const names = [
     'server_assignment_count', 'xact_count', 'query_count', 'client_bytes', 'server_bytes', 'xact_time', 'query_time',
@@ -330,8 +350,8 @@ function showTotals(p: Pooler): ResultWriter {
   return w;
 }
 
-function showDatabases(p: Pooler): ResultWriter {
-  const w = new ResultWriter(DATABASES_COLUMNS);
+function showDatabases(p: Pooler): Rows {
+  const w = new Rows(DATABASES_COLUMNS);
   const st = p.settings;
   const rows: [string, Cell[]][] = [];
   for (const db of p.databases.values()) {
@@ -358,8 +378,8 @@ function showDatabases(p: Pooler): ResultWriter {
   return w;
 }
 
-function showUsers(p: Pooler): ResultWriter {
-  const w = new ResultWriter(USERS_COLUMNS);
+function showUsers(p: Pooler): Rows {
+  const w = new Rows(USERS_COLUMNS);
   const st = p.settings;
   const users = [...p.users.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const u of users) {
@@ -373,8 +393,8 @@ function showUsers(p: Pooler): ResultWriter {
   return w;
 }
 
-function showConfig(p: Pooler): ResultWriter {
-  const w = new ResultWriter(SIMPLE_COLUMNS.config);
+function showConfig(p: Pooler): Rows {
+  const w = new Rows(SIMPLE_COLUMNS.config);
   const values = p.settings as unknown as Record<string, SettingValue>;
   for (const param of PARAMS) {
     const value = values[param.name];
@@ -388,8 +408,8 @@ function showConfig(p: Pooler): ResultWriter {
   return w;
 }
 
-function showLists(p: Pooler, con: AdminConsole): ResultWriter {
-  const w = new ResultWriter(SIMPLE_COLUMNS.lists);
+function showLists(p: Pooler, con: AdminConsole): Rows {
+  const w = new Rows(SIMPLE_COLUMNS.lists);
   let pools = 0;
   let servers = 0;
   for (const pool of p.pools()) {
@@ -417,8 +437,8 @@ function showLists(p: Pooler, con: AdminConsole): ResultWriter {
   return w;
 }
 
-function showMem(p: Pooler): ResultWriter {
-  const w = new ResultWriter(SIMPLE_COLUMNS.mem);
+function showMem(p: Pooler): Rows {
+  const w = new Rows(SIMPLE_COLUMNS.mem);
   let pools = 0;
   let servers = 0;
   for (const pool of p.pools()) {
@@ -438,8 +458,25 @@ function showMem(p: Pooler): ResultWriter {
   return w;
 }
 
-function showState(p: Pooler): ResultWriter {
-  const w = new ResultWriter(SIMPLE_COLUMNS.state);
+/** When this process started (SHOW WORKERS). */
+export const PROCESS_START = Date.now() - Math.round(process.uptime() * 1000);
+
+/**
+ * This process's row of SHOW WORKERS. A worker leaves the slot counts and restarts to the primary (admin/merge.ts);
+ * a single process (workers = 1) is worker 0.
+ */
+function showWorkers(p: Pooler): Rows {
+  let servers = 0;
+  for (const pool of p.pools()) servers += pool.serverCount();
+  const w = new Rows(SIMPLE_COLUMNS.workers);
+  const index = workerIndex();
+  const single = index === 0;
+  w.row([index, single ? 'single' : 'worker', process.pid, p.clientCount, servers, single ? p.clientCount : null, single ? servers : null, 0, formatTime(PROCESS_START)]);
+  return w;
+}
+
+function showState(p: Pooler): Rows {
+  const w = new Rows(SIMPLE_COLUMNS.state);
   // as PgBouncer: the pooler-wide pause mode (PAUSE without a database, SIGUSR1); a paused database shows in DATABASES
   w.row(['active', p.pausedAll ? 'no' : 'yes']);
   w.row(['paused', p.pausedAll ? 'yes' : 'no']);
@@ -447,76 +484,95 @@ function showState(p: Pooler): ResultWriter {
   return w;
 }
 
-/**
- * Run `SHOW <what>` (what in lower case). Returns the messages up to CommandComplete (no ReadyForQuery),
- * or null for an unknown name.
- */
-export function runShow(p: Pooler, con: AdminConsole, _c: ClientConn, what: string): Buffer | null {
+/** The rows of `SHOW <what>` (what in lower case), or null for an unknown name (and for HELP, which has none). */
+export function showTable(p: Pooler, con: AdminConsole, what: string): Table | null {
   switch (what) {
-    case 'help':
-      return Buffer.concat([
-        noticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP.map((l) => `\t${l}`).join('\n') }),
-        commandComplete('SHOW'),
-      ]);
     case 'version':
-      return new ResultWriter(SIMPLE_COLUMNS.version).row([VERSION_LINE]).finish();
+      return new Rows(SIMPLE_COLUMNS.version).row([VERSION_LINE]);
     case 'config':
-      return showConfig(p).finish();
+      return showConfig(p);
     case 'databases':
-      return showDatabases(p).finish();
+      return showDatabases(p);
     case 'users':
-      return showUsers(p).finish();
+      return showUsers(p);
     case 'pools':
-      return showPools(p, con).finish();
+      return showPools(p, con);
     case 'clients':
-      return showClients(p, con).finish();
+      return showClients(p, con);
     case 'servers':
-      return showServers(p).finish();
+      return showServers(p);
     case 'sockets':
-      return showSockets(p, con, false).finish();
+      return showSockets(p, con, false);
     case 'active_sockets':
-      return showSockets(p, con, true).finish();
+      return showSockets(p, con, true);
     case 'lists':
-      return showLists(p, con).finish();
+      return showLists(p, con);
     case 'stats':
-      return showStats(p, 'stats').finish();
+      return showStats(p, 'stats');
     case 'stats_totals':
-      return showStats(p, 'totals').finish();
+      return showStats(p, 'totals');
     case 'stats_averages':
-      return showStats(p, 'averages').finish();
+      return showStats(p, 'averages');
     case 'totals':
-      return showTotals(p).finish();
+      return showTotals(p);
     case 'mem':
-      return showMem(p).finish();
+      return showMem(p);
     case 'state':
-      return showState(p).finish();
+      return showState(p);
+    case 'workers':
+      return showWorkers(p);
     case 'session_state': {
-      const w = new ResultWriter(SIMPLE_COLUMNS.session_state);
+      const w = new Rows(SIMPLE_COLUMNS.session_state);
       for (const pool of sortedPools(p)) {
         let pinned = 0;
         for (const c of pool.activeClients.toArray()) if (c.pinReason !== null) pinned++;
         const st = pool.stats;
         w.row([pool.db.name, pool.user.name, st.stateChecks, st.statePins, st.stateRefusals, pinned, st.stmtRetries]);
       }
-      return w.finish();
+      return w;
     }
     case 'prepared_statements': {
-      const w = new ResultWriter(SIMPLE_COLUMNS.prepared_statements);
+      const w = new Rows(SIMPLE_COLUMNS.prepared_statements);
       const all = [...p.stmts.all()].sort((a, b) => a.id - b.id);
       for (const st of all) w.row([st.name, st.query, st.clientRefs, st.serverRefs, st.retries]);
-      return w.finish();
+      return w;
     }
     case 'fds':
-      return new ResultWriter(SIMPLE_COLUMNS.fds).finish();
+      return new Rows(SIMPLE_COLUMNS.fds);
     case 'dns_hosts':
-      return new ResultWriter(SIMPLE_COLUMNS.dns_hosts).finish();
+      return new Rows(SIMPLE_COLUMNS.dns_hosts);
     case 'dns_zones':
-      return new ResultWriter(SIMPLE_COLUMNS.dns_zones).finish();
+      return new Rows(SIMPLE_COLUMNS.dns_zones);
     case 'peers':
-      return new ResultWriter(SIMPLE_COLUMNS.peers).finish();
+      return new Rows(SIMPLE_COLUMNS.peers);
     case 'peer_pools':
-      return new ResultWriter(SIMPLE_COLUMNS.peer_pools).finish();
+      return new Rows(SIMPLE_COLUMNS.peer_pools);
     default:
       return null;
   }
+}
+
+/** RowDescription, the DataRows and CommandComplete of a table. */
+export function encodeTable(t: Table): Buffer {
+  const w = new ResultWriter(t.columns);
+  for (const r of t.rows) w.row(r);
+  return w.finish();
+}
+
+/** SHOW HELP: a NOTICE with the command list. */
+export function showHelp(): Buffer {
+  return Buffer.concat([
+    noticeResponse({ severity: 'NOTICE', code: '00000', message: 'Console usage', detail: HELP.map((l) => `\t${l}`).join('\n') }),
+    commandComplete('SHOW'),
+  ]);
+}
+
+/**
+ * Run `SHOW <what>` (what in lower case) in this process. Returns the messages up to CommandComplete (no
+ * ReadyForQuery), or null for an unknown name.
+ */
+export function runShow(p: Pooler, con: AdminConsole, _c: ClientConn | null, what: string): Buffer | null {
+  if (what === 'help') return showHelp();
+  const t = showTable(p, con, what);
+  return t ? encodeTable(t) : null;
 }

@@ -296,6 +296,8 @@ export const PARAMS = [
     doc: 'Switch to this operating-system user after startup (like -u).' },
   { name: 'verbose', kind: 'int', default: '0', unsetDefault: true, reloadable: true, status: 'supported', area: 'logging',
     doc: 'Log detail: 0 = normal, 1 = debug, 2 and up = noise (each -v adds one).' },
+  { name: 'workers', kind: 'int', default: '1', min: 1, max: 64, reloadable: false, status: 'supported', area: 'generic', pgtide: true,
+    doc: 'Processes that serve clients on the one port (node:cluster). 1 = a single process, as PgBouncer. With more, the process started first is the primary (pidfile, signals, restarting a worker that dies) and the limits (max_client_conn, pool sizes, max_db/user_connections) stay global; see docs/differences.md.' },
 ] as const satisfies readonly ParamDef[];
 
 type TableEntry = (typeof PARAMS)[number];

@@ -33,6 +33,7 @@ import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
+import { cancelPid, newClientId } from '../cluster/identity.js';
 
 /** Parameters that follow a client from server to server (PgBouncer's varcache), by lower-case name. */
 const TRACKED: ReadonlyMap<string, string> = new Map([
@@ -88,15 +89,13 @@ const MAX_LOGIN_MESSAGE = 70000;
 /** A client waiting for a server is paused once it has sent this much more. */
 const STASH_PAUSE_BYTES = 64 * 1024;
 
-let nextClientId = 1;
-
 /** The answer to an SSLRequest that pgtide accepts. */
 const SSL_YES = Buffer.from('S');
 
 /** A fresh, unpredictable cancel key (the client never sees the server's). */
 function nextCancelKey(c: { cancelPid: number; cancelKey: number }): void {
   const b = randomFromPool(8);
-  c.cancelPid = (b.readUInt32BE(0) & 0x7fffffff) || 1;
+  c.cancelPid = cancelPid(b.readUInt32BE(0));
   c.cancelKey = b.readInt32BE(4);
 }
 
@@ -141,7 +140,7 @@ export class ClientConn extends Framer implements ListNode {
   next: ListNode | null = null;
   list: StatList<ListNode> | null = null;
 
-  readonly id = nextClientId++;
+  readonly id = newClientId();
   state = ClientState.Login;
   db: Database | null = null;
   user: User | null = null;
@@ -196,6 +195,8 @@ export class ClientConn extends Framer implements ListNode {
   setVars: Map<string, string> | null = null;
   /** A refused statement left the server idle: release it once the current message is done. */
   private releaseAfterRefusal = false;
+  /** workers > 1: the client holds one of the client slots (max_client_conn) leased from the primary. */
+  clientSlot = false;
   /** max_concurrent_logins_per_host: this TCP client holds a login slot of its address, or waits for one. */
   loginSlot: 'running' | 'queued' | null = null;
   /** Channels this client LISTENs on through the database's listening connection (notify.ts). */

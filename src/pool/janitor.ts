@@ -95,7 +95,7 @@ export class Janitor {
       } else if (waitLimit > 0 && waited > waitLimit) {
         c.fail(new PoolerError(SqlState.ConnectionFailure, 'query_wait_timeout'));
       } else if (!pool.reserveActive && pool.reserveSize() > 0 && waited > reserveAfter) {
-        pool.reserveActive = true;
+        pool.openReserve();
       }
       c = next;
     }
@@ -106,6 +106,7 @@ export class Janitor {
       c = next;
     }
     if (pool.waitingClients.count === 0) pool.reserveActive = false;
+    if (pool.slotRequests > 0 && pool.waitingClients.count === 0 && pool.loginWaitClients.count === 0) pool.withdrawSlots();
 
     // logged-in clients: idle, idle in transaction, long queries
     const clientIdle = (user?.client_idle_timeout ?? st.client_idle_timeout) * 1000;

@@ -13,6 +13,7 @@ import type { Pooler } from '../pooler.js';
 import { ClientState, ServerState } from './states.js';
 import { PoolStats } from '../stats/stats.js';
 import { performance } from 'node:perf_hooks';
+import { poolKey } from '../cluster/messages.js';
 
 /** A user known to the pooler: from auth_file, [users], a forced user, or a login. */
 export class User {
@@ -87,6 +88,12 @@ export class Pool {
   reserveActive = false;
   lastUsed = clock.now;
   readonly stats = new PoolStats();
+  /** workers > 1: server slots asked of the primary and not answered yet. */
+  slotRequests = 0;
+  /** workers > 1: servers to give back for another worker's clients (closed when idle or released). */
+  surrender = 0;
+  /** workers > 1: the pool's queued slot requests were withdrawn (no client waits any more). */
+  private withdrawn = false;
 
   constructor(
     readonly pooler: Pooler,
@@ -117,8 +124,17 @@ export class Pool {
     return this.user.entry?.pool_size ?? this.db.entry.pool_size ?? this.pooler.settings.default_pool_size;
   }
 
+  /** min_pool_size; with workers > 1 this worker's part of it (see docs/differences.md). */
   minPoolSize(): number {
-    return this.db.entry.min_pool_size ?? this.pooler.settings.min_pool_size;
+    const min = this.db.entry.min_pool_size ?? this.pooler.settings.min_pool_size;
+    const link = this.pooler.cluster;
+    if (!link || min <= 0) return min;
+    return Math.floor(min / link.workers) + (link.index - 1 < min % link.workers ? 1 : 0);
+  }
+
+  /** The primary's name for this pool (workers > 1). */
+  get key(): string {
+    return poolKey(this.db.name, this.user.name);
   }
 
   reserveSize(): number {
@@ -253,6 +269,13 @@ export class Pool {
       s.close('pause mode');
       return;
     }
+    if (this.surrender > 0) {
+      // workers > 1: the primary gives this slot to another worker's waiting clients
+      this.surrender--;
+      s.surrendered = true;
+      s.close('server slot moved to another worker');
+      return;
+    }
     const c = this.waitingClients.shift();
     if (c) {
       this.link(c, s);
@@ -320,7 +343,7 @@ export class Pool {
     const st = this.pooler.settings;
     if (this.db.dead) return false; // each new server would be closed at once: a reconnect storm
     if (this.pooler.isPaused(this.db)) return false;
-    if (this.serverCount() >= this.maxServers()) return false;
+    if (this.serverCount() + this.slotRequests >= this.maxServers()) return false;
     if (this.lastConnectFailed && clock.now - this.lastConnectFailed < st.server_login_retry * 1000) return false;
     const dbMax = this.db.entry.max_db_connections ?? st.max_db_connections;
     if (dbMax > 0 && this.db.serverCount >= dbMax && !(evict && this.pooler.evictIdle((p) => p.db === this.db, this)))
@@ -335,12 +358,81 @@ export class Pool {
   launchIfNeeded(): void {
     if (this.pooler.isPaused(this.db)) return;
     const want = this.waitingClients.count + (this.welcome ? 0 : Math.min(1, this.loginWaitClients.count));
-    while (this.loginServers.count + this.usedServers.count + this.testedServers.count < want) {
+    while (this.loginServers.count + this.usedServers.count + this.testedServers.count + this.slotRequests < want) {
       if (!this.canLaunch()) break;
-      if (this.serverCount() >= this.poolSize() && this.poolSize() > 0)
+      if (this.serverCount() >= this.poolSize() && this.poolSize() > 0 && !this.pooler.cluster)
         log.warning('taking connection from reserve_pool', this.waitingClients.head ?? this.logSubject());
-      this.launch();
+      this.open(true);
     }
+  }
+
+  /**
+   * Open one server connection. With workers > 1 the primary grants a global slot first (pool size, reserve,
+   * max_db/user_connections over all workers): `wait` queues the request until a slot is free (for waiting clients),
+   * otherwise a full pool refuses it (min_pool_size). Only connection opening waits for the primary, never a query.
+   */
+  private open(wait: boolean): void {
+    const link = this.pooler.cluster;
+    if (!link) {
+      this.launch();
+      return;
+    }
+    this.slotRequests++;
+    this.withdrawn = false;
+    const st = this.pooler.settings;
+    const size = this.poolSize();
+    link.askServer(
+      {
+        pool: this.key,
+        db: this.db.name,
+        user: this.user.name,
+        poolSize: Math.max(0, size),
+        poolMax: size > 0 ? size + (this.reserveActive ? this.reserveSize() : 0) : 0,
+        dbMax: this.db.entry.max_db_connections ?? st.max_db_connections,
+        userMax: this.user.entry?.max_user_connections ?? st.max_user_connections,
+      },
+      wait,
+      (ok, reserve) => {
+        this.slotRequests--;
+        if (!ok) return;
+        if (!this.stillWants(wait)) {
+          link.serverReleased(this.key, this.db.name, this.user.name, false);
+          return;
+        }
+        // the pool is full over all workers: only the primary knows (single process: launchIfNeeded says it)
+        if (reserve) log.warning('taking connection from reserve_pool', this.waitingClients.head ?? this.logSubject());
+        this.launch(true);
+      },
+    );
+  }
+
+  /** A slot granted by the primary: is a server still wanted (clients may have left or been served meanwhile)? */
+  private stillWants(forWaiters: boolean): boolean {
+    if (this.db.dead || this.pooler.isPaused(this.db) || this.pooler.shutdown !== 'none') return false;
+    if (this.serverCount() >= this.maxServers()) return false;
+    if (!forWaiters) return this.serverCount() < this.minPoolSize();
+    const want = this.waitingClients.count + (this.welcome ? 0 : Math.min(1, this.loginWaitClients.count));
+    return this.loginServers.count + this.usedServers.count + this.testedServers.count + this.slotRequests < want;
+  }
+
+  /**
+   * A client has waited reserve_pool_timeout: servers beyond pool_size are allowed. With workers > 1 the requests
+   * queued at the primary were made with the pool size alone: they are withdrawn, and asked again (next janitor tick)
+   * with the reserve counted.
+   */
+  openReserve(): void {
+    this.reserveActive = true;
+    if (this.slotRequests > 0 && this.pooler.cluster) {
+      this.withdrawn = false;
+      this.withdrawSlots();
+    }
+  }
+
+  /** workers > 1, no client waits any more: the primary may drop this pool's queued slot requests. */
+  withdrawSlots(): void {
+    if (this.withdrawn || this.slotRequests === 0) return;
+    this.withdrawn = true;
+    this.pooler.cluster?.withdraw(this.key);
   }
 
   /** Keep min_pool_size connections open (for pools that have clients, or a forced user). */
@@ -349,13 +441,19 @@ export class Pool {
     if (min <= 0 || this.pooler.isPaused(this.db)) return;
     if (this.clientCount() === 0 && !this.db.forcedUser) return;
     // never evict for a top-up (as PgBouncer): two pools would take servers from each other forever
-    while (this.serverCount() < min && this.canLaunch(false)) this.launch();
+    while (this.serverCount() + this.slotRequests < min && this.canLaunch(false)) this.open(false);
   }
 
   /** A server connection for the pooler's own use (service-conn.ts): counted here, never idle. */
   launchFor(owner: ServiceConn): ServerConn {
     const s = new ServerConn(this.pooler, this);
     s.owner = owner;
+    const link = this.pooler.cluster;
+    if (link) {
+      // the pooler's own connection is counted, not asked for: auth_query and LISTEN cannot wait for a slot
+      link.serverTaken(this.key, this.db.name, this.user.name);
+      s.slot = true;
+    }
     this.setServerState(s, ServerState.Login);
     this.db.serverCount++;
     this.user.serverCount++;
@@ -363,8 +461,10 @@ export class Pool {
     return s;
   }
 
-  launch(): ServerConn {
+  /** `slot`: the primary granted a global slot for it (workers > 1), given back when the connection closes. */
+  launch(slot = false): ServerConn {
     const s = new ServerConn(this.pooler, this);
+    s.slot = slot;
     this.setServerState(s, ServerState.Login);
     this.db.serverCount++;
     this.user.serverCount++;
@@ -400,6 +500,7 @@ export class Pool {
     s.list?.remove(s as never);
     this.db.serverCount--;
     this.user.serverCount--;
+    if (s.slot) this.releaseSlot(s);
     this.pooler.checkWaiters();
     if (this.pooler.shutdown !== 'none') {
       this.pooler.checkShutdown();
@@ -407,6 +508,17 @@ export class Pool {
     }
     // someone may be waiting for a replacement
     if (this.waitingClients.count > 0 || this.loginWaitClients.count > 0) this.launchIfNeeded();
+  }
+
+  /** workers > 1: give the server's global slot back to the primary, once its socket is fully closed. */
+  private releaseSlot(s: ServerConn): void {
+    const link = this.pooler.cluster;
+    if (!link) return;
+    s.slot = false;
+    const release = () => link.serverReleased(this.key, this.db.name, this.user.name, s.surrendered);
+    const sock = s.socket;
+    if (sock && !sock.destroyed) sock.once('close', release);
+    else release();
   }
 
   /** Close one idle server (for another pool's max_db/user_connections). */

@@ -36,6 +36,7 @@ import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
+import { newServerId } from '../cluster/identity.js';
 
 const enum After {
   None = 0,
@@ -62,8 +63,6 @@ function quoteLiteral(v: string): string {
   return "'" + v.replace(/'/g, "''") + "'";
 }
 
-let nextServerId = 1;
-
 /** Size of each server connection's read buffer (PgBouncer's pkt_buf is 4 KB; Node reads 64 KB by default). */
 const READ_BUF_SIZE = 32 * 1024;
 
@@ -72,7 +71,7 @@ export class ServerConn extends Framer implements ListNode {
   next: ListNode | null = null;
   list: StatList<ListNode> | null = null;
 
-  readonly id = nextServerId++;
+  readonly id = newServerId();
   state = ServerState.Login;
   socket: net.Socket | null = null;
   /** Writes to `socket` (socket-writer.ts). */
@@ -105,6 +104,10 @@ export class ServerConn extends Framer implements ListNode {
   xactStart = 0;
   /** Close when next released (RECONNECT, changed connstring). */
   closeNeeded = false;
+  /** workers > 1: the connection holds a global slot granted by the primary. */
+  slot = false;
+  /** workers > 1: closed to give its slot to another worker. */
+  surrendered = false;
   /** The socket is paused because the client cannot take more. */
   pausedForClient = false;
   /** Cancel requests forwarded for this backend that PostgreSQL has not closed yet (PgBouncer's sv_being_canceled). */
@@ -1030,6 +1033,12 @@ export class ServerConn extends Framer implements ListNode {
         // bytes of a departed client's last request are still queued: let them reach PostgreSQL first
         sock.end(TERMINATE, () => sock.destroy());
         sock.setTimeout(10_000, () => sock.destroy());
+      } else if (this.slot && !this.inLogin && sock.writable) {
+        // workers > 1: the global slot is given back once PostgreSQL has closed its end (serverGone), so the
+        // worker it goes to cannot push the backend count over the limit for a moment
+        sock.end(TERMINATE);
+        sock.resume(); // read (and drop) until PostgreSQL's end
+        sock.setTimeout(2_000, () => sock.destroy());
       } else {
         if (!this.inLogin && sock.writable) sock.end(TERMINATE);
         sock.destroy();

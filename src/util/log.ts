@@ -1,4 +1,5 @@
-/* Logging: PgBouncer's line format (`<time> UTC [pid] LOG C-<id>: db/user@addr:port msg`) to stderr and/or logfile. */
+/* Logging: PgBouncer's line format (`<time> UTC [pid] LOG C-<id>: db/user@addr:port msg`) to stderr and/or logfile;
+ * with workers > 1 a worker's lines have `[w<index>]` after the level. */
 
 import { openSync, writeSync, closeSync } from 'node:fs';
 
@@ -44,6 +45,13 @@ export class Logger {
   private opts: LogOptions = { stderr: true, logfile: '', verbose: 0 };
   /** Lines kept in memory for tests and embedding (off unless set). */
   onLine: ((line: string) => void) | undefined;
+  /** Put after the level: `[w2] ` in a worker (workers > 1), so every line says which process wrote it. */
+  private tag = '';
+
+  /** A worker's lines start with `[w<index>]` after the level (0: no tag). */
+  setWorker(index: number): void {
+    this.tag = index > 0 ? `[w${index}] ` : '';
+  }
 
   configure(opts: LogOptions): void {
     const reopen = opts.logfile !== this.opts.logfile || this.fd < 0;
@@ -78,7 +86,7 @@ export class Logger {
   write(level: Level, msg: string, subject?: LogSubject): void {
     if (!this.enabled(level)) return;
     const prefix = subject ? subject.logPrefix() + ' ' : '';
-    const line = `${timestamp()} [${process.pid}] ${LEVEL_NAMES[level]} ${prefix}${msg}\n`;
+    const line = `${timestamp()} [${process.pid}] ${LEVEL_NAMES[level]} ${this.tag}${prefix}${msg}\n`;
     if (this.opts.stderr) process.stderr.write(line);
     if (this.fd >= 0) {
       try {
