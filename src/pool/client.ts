@@ -234,6 +234,10 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   onSocketData(chunk: Buffer): void {
+    // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is paused
+    // or full): marking one as pending saves a nextTick per read
+    const rs = (this.socket as unknown as { _readableState?: { readingMore: boolean } })._readableState;
+    if (rs !== undefined) rs.readingMore = true;
     try {
       this.onData(chunk);
     } catch (err) {
