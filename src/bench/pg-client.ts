@@ -5,7 +5,8 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { md5Response } from '../auth/md5.js';
 import { SCRAM_MECHANISM, ScramClientExchange } from '../auth/scram.js';
-import { AuthCode, BE, FE, StartupCode } from '../protocol/codes.js';
+import { AuthCode, BE, StartupCode } from '../protocol/codes.js';
+import { passwordMessage, query, saslInitialResponse, saslResponse, startupMessage, TERMINATE } from '../protocol/messages.js';
 import type { BenchTarget } from './target.js';
 
 export type Rows = (string | null)[][];
@@ -26,23 +27,6 @@ interface Msg {
   body: Buffer;
 }
 
-function frame(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type;
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
-function cstr(s: string): Buffer {
-  return Buffer.from(s + '\0', 'utf8');
-}
-
-function int32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(n, 0);
-  return b;
-}
 
 /** ErrorResponse/NoticeResponse fields into an error. */
 function errorFrom(body: Buffer): PgClientError {
@@ -199,14 +183,7 @@ export class PgClient {
   }
 
   private async login(t: BenchTarget, applicationName: string): Promise<void> {
-    const params = Buffer.concat([
-      int32(StartupCode.ProtocolV3),
-      cstr('user'), cstr(t.user),
-      cstr('database'), cstr(t.database),
-      cstr('application_name'), cstr(applicationName),
-      Buffer.from([0]),
-    ]);
-    this.send(Buffer.concat([int32(params.length + 4), params]));
+    this.send(startupMessage([['user', t.user], ['database', t.database], ['application_name', applicationName]]));
     let scram: ScramClientExchange | null = null;
     for (;;) {
       const m = await this.next();
@@ -214,16 +191,15 @@ export class PgClient {
         case BE.Authentication: {
           const code = m.body.readInt32BE(0);
           if (code === AuthCode.Ok) break;
-          if (code === AuthCode.CleartextPassword) this.send(frame(FE.Password, cstr(t.password)));
-          else if (code === AuthCode.MD5Password) this.send(frame(FE.Password, cstr(md5Response(t.user, t.password, m.body.subarray(4, 8)))));
+          if (code === AuthCode.CleartextPassword) this.send(passwordMessage(t.password));
+          else if (code === AuthCode.MD5Password) this.send(passwordMessage(md5Response(t.user, t.password, m.body.subarray(4, 8))));
           else if (code === AuthCode.SASL) {
             const mechs = m.body.toString('utf8', 4).split('\0').filter(Boolean);
             if (!mechs.includes(SCRAM_MECHANISM)) throw new PgClientError(`the server offers no supported SASL mechanism (${mechs.join(', ')})`);
             scram = new ScramClientExchange({ password: t.password });
-            const first = Buffer.from(scram.clientFirst(), 'utf8');
-            this.send(frame(FE.Password, Buffer.concat([cstr(SCRAM_MECHANISM), int32(first.length), first])));
+            this.send(saslInitialResponse(SCRAM_MECHANISM, scram.clientFirst()));
           } else if (code === AuthCode.SASLContinue && scram) {
-            this.send(frame(FE.Password, Buffer.from(await scram.serverFirst(m.body.subarray(4)), 'utf8')));
+            this.send(saslResponse(await scram.serverFirst(m.body.subarray(4))));
           } else if (code === AuthCode.SASLFinal && scram) {
             scram.serverFinal(m.body.subarray(4));
           } else throw new PgClientError(`authentication method ${code} is not supported by pgtide bench`);
@@ -255,7 +231,7 @@ export class PgClient {
   }
 
   private async runQuery(sql: string): Promise<Rows> {
-    this.send(frame(FE.Query, cstr(sql)));
+    this.send(query(sql));
     const rows: Rows = [];
     let error: PgClientError | null = null;
     for (;;) {
@@ -287,7 +263,7 @@ export class PgClient {
     if (this.failure) return;
     this.failure = new PgClientError('connection closed');
     try {
-      this.socket.end(frame(FE.Terminate, Buffer.alloc(0)));
+      this.socket.end(TERMINATE);
     } catch {
       /* already gone */
     }
