@@ -3,18 +3,12 @@
  * primary (cluster/primary.ts) turns its answers into messages. Workers are keyed by their cluster worker id, which a
  * restarted worker does not reuse, so a late message of a dead worker cannot count for its replacement. */
 
+import type { SlotAsk } from './messages.js';
+
 /** A worker's request for one server slot of a pool. Limits are the worker's own view of the config (0 = none). */
-export interface SlotRequest {
+export interface SlotRequest extends SlotAsk {
   worker: number;
   id: number;
-  pool: string;
-  db: string;
-  user: string;
-  /** pool_size alone, and with the reserve when the worker may use it (0 = no limit). */
-  poolSize: number;
-  poolMax: number;
-  dbMax: number;
-  userMax: number;
 }
 
 /** What a pool slot belongs to. */
