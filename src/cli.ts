@@ -124,6 +124,8 @@ async function main(): Promise<void> {
     process.stderr.write('Need config file.  See pgtide -h for usage.\n');
     process.exit(1);
   }
+  // until the config file's logfile and verbose are known: errors go to stderr (the library's default is no stderr)
+  log.configure({ stderr: !args.quiet, logfile: '', verbose: args.verbose });
   if (args.reboot) die('-R/--reboot (online restart) is not supported; PgBouncer deprecated it in 1.20');
   if (args.user !== undefined) die('-u/--user is not supported: start pgtide as the user it should run as');
 
