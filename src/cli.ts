@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, USAGE, UsageError, type CliArgs } from './cli/args.js';
 import { ConfigError, type Config } from './config/loader.js';
-import { loadPgtideConfig, Pooler, removeStaleSocket, type ExitRequest } from './pooler.js';
+import { loadPgtideConfig, removeStaleSocket, type ExitRequest, type Pooler } from './pooler.js';
+import { cliPooler, engineOf } from './api/cli.js';
 import { showTable } from './admin/show.js';
 import { Primary } from './cluster/primary.js';
 import { WorkerLink } from './cluster/worker.js';
@@ -124,6 +125,8 @@ async function main(): Promise<void> {
     process.stderr.write('Need config file.  See pgtide -h for usage.\n');
     process.exit(1);
   }
+  // until the config file's logfile and verbose are known: errors go to stderr (the library's default is no stderr)
+  log.configure({ stderr: !args.quiet, logfile: '', verbose: args.verbose });
   if (args.reboot) die('-R/--reboot (online restart) is not supported; PgBouncer deprecated it in 1.20');
   if (args.user !== undefined) die('-u/--user is not supported: start pgtide as the user it should run as');
 
@@ -162,11 +165,17 @@ async function main(): Promise<void> {
   else await serve(cfg, args, null);
 }
 
-/** Serve clients: the single process (workers = 1), or one worker (then the primary decides about signals). */
+/**
+ * Serve clients: the single process (workers = 1), or one worker (then the primary decides about signals). The pooler
+ * is made, listens and closes through the library's Pooler (api/pooler.ts); signals and the console's SHUTDOWN use
+ * PgBouncer's shutdown modes of the engine under it.
+ */
 async function serve(cfg: Config, args: CliArgs, link: WorkerLink | null): Promise<void> {
+  let lib: ReturnType<typeof cliPooler>;
   let pooler: Pooler;
   try {
-    pooler = new Pooler(cfg, link);
+    lib = cliPooler(cfg, link);
+    pooler = engineOf(lib);
   } catch (err) {
     die(`cannot start: ${(err as Error).message}`);
   }
@@ -188,7 +197,7 @@ async function serve(cfg: Config, args: CliArgs, link: WorkerLink | null): Promi
   let stopping = false;
   const exitNow = async (why: string) => {
     log.log(why);
-    await pooler.close();
+    await lib.close();
     log.close();
     process.exit(0);
   };
@@ -270,7 +279,7 @@ async function serve(cfg: Config, args: CliArgs, link: WorkerLink | null): Promi
     });
   }
   try {
-    await pooler.listen();
+    await lib.listen();
   } catch (err) {
     die(`could not start listening: ${(err as Error).message}`);
   }

@@ -12,7 +12,7 @@ import type { DatabaseEntry } from './config/types.js';
 import { SqlState } from './protocol/sqlstate.js';
 import { PoolerError } from './util/errors.js';
 import { clock } from './util/clock.js';
-import { log } from './util/log.js';
+import { log, type LogSubject } from './util/log.js';
 import { StatList } from './pool/list.js';
 import { ClientConn } from './pool/client.js';
 import { Database, Pool, User } from './pool/pool.js';
@@ -40,11 +40,16 @@ export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['pam', 'ldap']);
 
 /** Load a config file the way pgtide runs it (startup, SIGHUP and RELOAD): the loader plus pgtide's own refusals. */
 export function loadPgtideConfig(path: string): Config {
-  const cfg = loadConfig(path);
+  return checkPgtideConfig(loadConfig(path));
+}
+
+/** pgtide's own refusals on a loaded configuration (from a file or the library's options); returns it when it passes. */
+export function checkPgtideConfig(cfg: Config): Config {
+  const path = cfg.file;
   if (UNSUPPORTED_AUTH.has(cfg.settings.auth_type)) {
     throw new ConfigError([
       issue(
-        path,
+        cfg.explicit.get('auth_type')?.file ?? path,
         cfg.explicit.get('auth_type')?.line ?? 0,
         `auth_type ${cfg.settings.auth_type} is not supported by pgtide yet (use md5, scram-sha-256, plain, hba, cert, trust or any)`,
       ),
@@ -54,7 +59,8 @@ export function loadPgtideConfig(path: string): Config {
     try {
       loadHba(cfg.settings);
     } catch (err) {
-      throw new ConfigError([issue(path, cfg.explicit.get('auth_hba_file')?.line ?? 0, (err as Error).message)]);
+      const where = cfg.explicit.get('auth_hba_file');
+      throw new ConfigError([issue(where?.file ?? path, where?.line ?? 0, (err as Error).message)]);
     }
   }
   return cfg;
@@ -74,6 +80,16 @@ const CONN_KEYS = ['host', 'port', 'dbname', 'user', 'password'] as const;
 export type ExitRequest = 'immediate' | 'wait-for-servers' | 'wait-for-clients';
 
 export type ShutdownMode = 'none' | 'wait-for-servers' | 'wait-for-clients' | 'immediate';
+
+/** What a reload did to the [pgbouncer] settings (names as in the settings table). */
+export interface ReloadOutcome {
+  /** Settings whose value changed. */
+  changed: string[];
+  /** Settings that differ in the new configuration but need a restart: they keep their old value. */
+  restartNeeded: string[];
+  /** Settings that kept their old value because the new one could not be used (TLS files, auth_hba_file). */
+  kept: string[];
+}
 
 /** Remove a unix socket file left by a process that is gone; refuses one that a live process listens on. */
 export function removeStaleSocket(path: string): Promise<void> {
@@ -122,6 +138,8 @@ export class Pooler extends EventEmitter {
   private unixPath = '';
   readonly janitor: Janitor;
   readonly console: AdminConsole;
+  /** Log subject for this pooler's own lines: no prefix, but in-process 'log' listeners can tell whose line it is. */
+  readonly own: LogSubject = { logPrefix: () => '', pooler: this };
   shutdown: ShutdownMode = 'none';
   /** PAUSE without a database (or SIGUSR1): every database is paused. */
   pausedAll = false;
@@ -184,13 +202,13 @@ export class Pooler extends EventEmitter {
     return new Promise((resolve, reject) => {
       const srv = net.createServer({ noDelay: true }, (sock) => this.onConnection(sock, unix));
       srv.once('error', (err: NodeJS.ErrnoException) => {
-        log.error(`cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`);
+        log.error(`cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`, this.own);
         reject(err);
       });
       srv.listen(opts, () => {
         srv.removeAllListeners('error');
-        srv.on('error', (err) => log.error(`listener error: ${err.message}`));
-        log.log(`listening on ${opts.path ? `unix:${opts.path}` : `${opts.host}:${(srv.address() as net.AddressInfo).port}`}`);
+        srv.on('error', (err) => log.error(`listener error: ${err.message}`, this.own));
+        log.log(`listening on ${opts.path ? `unix:${opts.path}` : `${opts.host}:${(srv.address() as net.AddressInfo).port}`}`, this.own);
         this.servers.push(srv);
         resolve();
       });
@@ -204,6 +222,17 @@ export class Pooler extends EventEmitter {
       if (a && typeof a === 'object') return a.port;
     }
     return this.settings.listen_port;
+  }
+
+  /** What the listeners are bound to: `host:port` for TCP (IPv6 hosts in brackets), `unix:<path>` for the socket. */
+  boundAddresses(): string[] {
+    const out: string[] = [];
+    for (const s of this.servers) {
+      const a = s.address();
+      if (a && typeof a === 'object') out.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      else if (typeof a === 'string') out.push(`unix:${a}`);
+    }
+    return out;
   }
 
   async closeListeners(): Promise<void> {
@@ -412,7 +441,7 @@ export class Pooler extends EventEmitter {
     }
     const c = this.cancelKeys.get(`${pid}:${key}`);
     if (!c) {
-      log.log('failed cancel request: no client with that key');
+      log.log('failed cancel request: no client with that key', this.own);
       return;
     }
     const s = c.server;
@@ -434,7 +463,7 @@ export class Pooler extends EventEmitter {
     auto.auto = true;
     auto.forcedUser = this.forcedUserFor(auto.entry);
     this.databases.set(name, auto);
-    log.log(`registered new auto-database: ${name}`);
+    log.log(`registered new auto-database: ${name}`, this.own);
     return auto;
   }
 
@@ -578,66 +607,84 @@ export class Pooler extends EventEmitter {
   // ---- reload and shutdown ----
 
   /**
-   * Re-read the config file (config.file) and apply it: SIGHUP and the console's RELOAD both come here.
+   * Where RELOAD reads the configuration again: the config file by default; the library sets it to rebuild from its
+   * options (auth_file and the other files are read again either way). Throws ConfigError when it is invalid.
+   */
+  source: () => Config = () => loadPgtideConfig(this.config.file);
+
+  /**
+   * Re-read the configuration (see `source`) and apply it: SIGHUP and the console's RELOAD both come here.
    * On any error the old configuration stays and the errors are logged; returns whether it worked.
    */
   reloadFromFile(): boolean {
-    const path = this.config.file;
     try {
-      const next = loadPgtideConfig(path);
-      for (const w of next.warnings) log.warning(w.message);
+      const next = this.source();
+      for (const w of next.warnings) log.warning(w.message, this.own);
       this.reload(next);
       return true;
     } catch (err) {
-      if (err instanceof ConfigError) for (const e of err.errors) log.error(e.message);
-      else log.error(`reload failed: ${(err as Error).message}`);
-      log.error('RELOAD failed, keeping the old configuration');
+      if (err instanceof ConfigError) for (const e of err.errors) log.error(e.message, this.own);
+      else log.error(`reload failed: ${(err as Error).message}`, this.own);
+      log.error('RELOAD failed, keeping the old configuration', this.own);
       return false;
     }
   }
 
-  /** Apply a freshly loaded configuration (RELOAD / SIGHUP). Settings that need a restart keep their value. */
-  reload(next: Config): void {
+  /**
+   * Apply a freshly loaded configuration (RELOAD / SIGHUP). Settings that need a restart keep their value (and are
+   * logged); a TLS or hba problem keeps the old settings of that group (logged as an error). Emits 'reload' with the
+   * outcome and returns it.
+   */
+  reload(next: Config): ReloadOutcome {
     const old = this.settings;
     const merged = { ...next.settings } as Record<string, unknown>;
+    const restartNeeded: string[] = [];
+    const kept: string[] = [];
     for (const key of Object.keys(merged)) {
       const p = findParam(key);
       if (p && !p.reloadable && JSON.stringify(merged[key]) !== JSON.stringify((old as Record<string, unknown>)[key])) {
-        log.warning(`${key} cannot be changed by a reload; restart pgtide to apply it`);
+        log.warning(`${key} cannot be changed by a reload; restart pgtide to apply it`, this.own);
         merged[key] = (old as Record<string, unknown>)[key];
+        restartNeeded.push(key);
       }
     }
+    const keepOld = (key: string) => {
+      if (JSON.stringify(merged[key]) === JSON.stringify((old as Record<string, unknown>)[key])) return;
+      merged[key] = (old as Record<string, unknown>)[key];
+      kept.push(key);
+    };
     try {
       this.clientTls = buildClientTls(merged as unknown as Settings);
     } catch (err) {
       // a broken certificate must not take TLS away from new clients: keep the old context and its settings
-      log.error(`${(err as Error).message}; keeping the old client TLS configuration`);
-      for (const key of Object.keys(merged)) {
-        if (key.startsWith('client_tls')) merged[key] = (old as Record<string, unknown>)[key];
-      }
+      log.error(`${(err as Error).message}; keeping the old client TLS configuration`, this.own);
+      for (const key of Object.keys(merged)) if (key.startsWith('client_tls')) keepOld(key);
     }
     try {
       this.serverTls = buildServerTls(merged as unknown as Settings);
     } catch (err) {
-      log.error(`${(err as Error).message}; keeping the old server TLS configuration`);
-      for (const key of Object.keys(merged)) {
-        if (key.startsWith('server_tls')) merged[key] = (old as Record<string, unknown>)[key];
-      }
+      log.error(`${(err as Error).message}; keeping the old server TLS configuration`, this.own);
+      for (const key of Object.keys(merged)) if (key.startsWith('server_tls')) keepOld(key);
     }
     try {
       this.hba = loadHba(merged as unknown as Settings);
     } catch (err) {
       // a broken hba file must not open the door or lock everyone out: keep the old rules and auth settings
-      log.error(`${(err as Error).message}; keeping the old auth_type and auth_hba_file`);
-      merged.auth_type = old.auth_type;
-      merged.auth_hba_file = old.auth_hba_file;
+      log.error(`${(err as Error).message}; keeping the old auth_type and auth_hba_file`, this.own);
+      keepOld('auth_type');
+      keepOld('auth_hba_file');
     }
+    const changed = Object.keys(merged).filter(
+      (key) => JSON.stringify(merged[key]) !== JSON.stringify((old as Record<string, unknown>)[key]),
+    );
     this.config = { ...next, settings: merged as unknown as Settings };
     this.settings = this.config.settings;
     this.applyUsers();
     this.applyDatabases();
     this.settingsChanged();
-    this.emit('reload');
+    const outcome: ReloadOutcome = { changed, restartNeeded, kept };
+    this.emit('reload', outcome);
+    return outcome;
   }
 
   /** Settings changed (RELOAD, SET): a bigger pool may serve its waiting clients now. */
@@ -735,10 +782,10 @@ export class Pooler extends EventEmitter {
   }
 
   /** SIGINT: stop accepting, let clients finish their transactions, exit when no server is in use. */
-  safeShutdown(): void {
+  safeShutdown(why = 'got SIGINT, shutting down, waiting for servers to be released'): void {
     if (this.shutdown !== 'none') return;
     this.shutdown = 'wait-for-servers';
-    log.log('got SIGINT, shutting down, waiting for servers to be released');
+    log.log(why, this.own);
     void this.closeListeners();
     for (const c of this.loginClients.toArray()) c.close('pooler is shutting down');
     for (const p of this.pools()) {
@@ -754,10 +801,12 @@ export class Pooler extends EventEmitter {
    * SHUTDOWN WAIT_FOR_CLIENTS: stop accepting, let every client finish and leave, then 'drained'.
    * Console clients do not count (the one that asked is still connected).
    */
-  waitForClientsShutdown(): void {
+  waitForClientsShutdown(
+    why = 'SHUTDOWN WAIT_FOR_CLIENTS: not accepting new connections, exiting once every client has disconnected',
+  ): void {
     if (this.shutdown !== 'none') return;
     this.shutdown = 'wait-for-clients';
-    log.log('SHUTDOWN WAIT_FOR_CLIENTS: not accepting new connections, exiting once every client has disconnected');
+    log.log(why, this.own);
     void this.closeListeners();
     for (const c of this.loginClients.toArray()) c.close('pooler is shutting down');
     this.checkShutdown();

@@ -22,12 +22,12 @@ const B = Oid.Int8;
 
 // ---- column lists (PgBouncer master order) ----
 
-export const POOLS_COLUMNS: readonly Column[] = [
+export const POOLS_COLUMNS = [
   ['database', T], ['user', T], ['cl_active', I], ['cl_waiting', I], ['cl_active_cancel_req', I],
   ['cl_waiting_cancel_req', I], ['sv_active', I], ['sv_active_cancel', I], ['sv_being_canceled', I], ['sv_idle', I],
   ['sv_used', I], ['sv_tested', I], ['sv_login', I], ['maxwait', I], ['maxwait_us', I], ['pool_mode', T],
   ['load_balance_hosts', T],
-];
+] as const satisfies readonly Column[];
 
 export const CLIENTS_COLUMNS: readonly Column[] = [
   ['type', T], ['user', T], ['database', T], ['replication', T], ['state', T], ['addr', T], ['port', I],
@@ -45,7 +45,7 @@ export const SOCKETS_COLUMNS: readonly Column[] = [
   ['send_avail', I],
 ];
 
-const STAT_NAMES = [
+export const STAT_NAMES = [
   'server_assignment_count', 'xact_count', 'query_count', 'received', 'sent', 'xact_time', 'query_time', 'wait_time',
   'client_parse_count', 'server_parse_count', 'bind_count', 'client_login_count',
 ] as const;
@@ -336,16 +336,18 @@ function showStats(p: Pooler, kind: 'stats' | 'totals' | 'averages'): Rows {
   return w;
 }
 
+/** SHOW TOTALS' row names after their total_ / avg_ prefix, in statCells order. */
+export const TOTALS_NAMES = [
+  'server_assignment_count', 'xact_count', 'query_count', 'client_bytes', 'server_bytes', 'xact_time', 'query_time',
+  'wait_time', 'ps_client_parse_count', 'ps_server_parse_count', 'ps_bind_count', 'client_login_count',
+] as const;
+
 function showTotals(p: Pooler): Rows {
   const w = new Rows(SIMPLE_COLUMNS.totals);
   const t = sumStats(p.janitor.databaseTotals().values());
-  const names = [
-    'server_assignment_count', 'xact_count', 'query_count', 'client_bytes', 'server_bytes', 'xact_time', 'query_time',
-    'wait_time', 'ps_client_parse_count', 'ps_server_parse_count', 'ps_bind_count', 'client_login_count',
-  ];
   for (const [prefix, s] of [['total', t], ['avg', p.janitor.totalAverages]] as const) {
     const cells = statCells(s);
-    names.forEach((n, i) => w.row([`${prefix}_${n}`, cells[i]!]));
+    TOTALS_NAMES.forEach((n, i) => w.row([`${prefix}_${n}`, cells[i]!]));
   }
   return w;
 }

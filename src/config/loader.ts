@@ -175,7 +175,11 @@ function loadAuthFile(b: Build, cwd: string): void {
   }
 }
 
-function build(ini: IniResult, file: string, cwd: string): Config {
+/**
+ * Build a Config from tokenized ini keys (the ini reader's, or the library's options turned into keys): every value goes
+ * through the settings table's parsers. `file` names the configuration; relative auth_file paths start at `cwd`.
+ */
+export function buildConfig(ini: IniResult, file: string, cwd: string): Config {
   const b: Build = {
     config: {
       file: resolve(cwd, file),
@@ -202,7 +206,7 @@ function build(ini: IniResult, file: string, cwd: string): Config {
  * relative %include paths. Throws ConfigError when anything is invalid.
  */
 export function parseConfigText(text: string, file: string, options?: LoadOptions): Config {
-  return build(parseIni(text, file, options), file, options?.cwd ?? process.cwd());
+  return buildConfig(parseIni(text, file, options), file, options?.cwd ?? process.cwd());
 }
 
 /** Load a config file (synchronously). Throws ConfigError when it cannot be read or anything is invalid. */
@@ -213,5 +217,5 @@ export function loadConfig(path: string, options?: LoadOptions): Config {
   } catch (err) {
     throw new ConfigError([issue(path, 0, `cannot read config file: ${(err as Error).message}`)]);
   }
-  return build(ini, path, options?.cwd ?? process.cwd());
+  return buildConfig(ini, path, options?.cwd ?? process.cwd());
 }

@@ -52,7 +52,7 @@ export class Janitor {
     if (st.stats_period > 0 && now - this.statsAt >= st.stats_period * 1000) {
       const cur = sumStats([...this.pooler.pools()].map((p) => p.stats));
       const seconds = (now - this.statsAt) / 1000;
-      if (st.log_stats) log.log(statsLine(this.statsPrev, cur, seconds));
+      if (st.log_stats) log.log(statsLine(this.statsPrev, cur, seconds), this.pooler.own);
       this.totalAverages = averages(this.statsPrev, cur, seconds);
       this.statsPrev = cur;
       const byDb = this.databaseTotals();
@@ -66,7 +66,7 @@ export class Janitor {
       if (db.clientCount > 0 || db.serverCount > 0) db.lastUsed = now;
       else if (now - db.lastUsed > st.autodb_idle_timeout * 1000) {
         this.pooler.databases.delete(name);
-        log.log(`dropping database '${name}' as it does not exist anymore or inactive auto-database`);
+        log.log(`dropping database '${name}' as it does not exist anymore or inactive auto-database`, this.pooler.own);
       }
     }
   }

@@ -529,8 +529,8 @@ export class Pool {
     return true;
   }
 
-  logSubject(): { logPrefix(): string } {
-    return { logPrefix: () => `${this.db.name}/${this.user.name}:` };
+  logSubject(): { logPrefix(): string; pooler: object } {
+    return { logPrefix: () => `${this.db.name}/${this.user.name}:`, pooler: this.pooler };
   }
 
   static tooMany(): PoolerError {

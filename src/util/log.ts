@@ -1,5 +1,6 @@
-/* Logging: PgBouncer's line format (`<time> UTC [pid] LOG C-<id>: db/user@addr:port msg`) to stderr and/or logfile;
- * with workers > 1 a worker's lines have `[w<index>]` after the level. */
+/* Logging: PgBouncer's line format (`<time> UTC [pid] LOG C-<id>: db/user@addr:port msg`) to stderr and/or logfile,
+ * and to the sinks of in-process poolers (the library's 'log' event); with workers > 1 a worker's lines have `[w<index>]`
+ * after the level. Nothing goes to stderr until configure() asks for it (the CLI does; the library does not). */
 
 import { openSync, writeSync, closeSync } from 'node:fs';
 
@@ -12,11 +13,24 @@ export const enum Level {
   Noise = 5,
 }
 
-const LEVEL_NAMES = ['FATAL', 'ERROR', 'WARNING', 'LOG', 'DEBUG', 'NOISE'];
+const LEVEL_NAMES: readonly LevelName[] = ['FATAL', 'ERROR', 'WARNING', 'LOG', 'DEBUG', 'NOISE'];
+
+export type LevelName = 'FATAL' | 'ERROR' | 'WARNING' | 'LOG' | 'DEBUG' | 'NOISE';
 
 /** Anything that can prefix a log line (client and server connections implement it). */
 export interface LogSubject {
   logPrefix(): string;
+  /** The pooler the connection belongs to (client and server connections have one): sinks use it to keep their own lines. */
+  readonly pooler?: object;
+}
+
+/** One line as a sink gets it: `line` is the whole formatted line without its newline, `text` the message after the level. */
+export interface LogLine {
+  level: LevelName;
+  text: string;
+  line: string;
+  /** The pooler of the connection the line is about, or undefined for a line about no connection. */
+  owner: object | undefined;
 }
 
 export interface LogOptions {
@@ -42,15 +56,28 @@ function timestamp(): string {
 
 export class Logger {
   private fd = -1;
-  private opts: LogOptions = { stderr: true, logfile: '', verbose: 0 };
-  /** Lines kept in memory for tests and embedding (off unless set). */
-  onLine: ((line: string) => void) | undefined;
+  private opts: LogOptions = { stderr: false, logfile: '', verbose: 0 };
+  /** Receivers of every line written (the library's poolers add one each while they are open). */
+  private readonly sinks = new Set<(l: LogLine) => void>();
   /** Put after the level: `[w2] ` in a worker (workers > 1), so every line says which process wrote it. */
   private tag = '';
 
   /** A worker's lines start with `[w<index>]` after the level (0: no tag). */
   setWorker(index: number): void {
     this.tag = index > 0 ? `[w${index}] ` : '';
+  }
+
+  /** Add a receiver of every line; returns the function that removes it. */
+  addSink(sink: (l: LogLine) => void): () => void {
+    this.sinks.add(sink);
+    return () => {
+      this.sinks.delete(sink);
+    };
+  }
+
+  /** The options in force (the library changes only what it was given). */
+  options(): Readonly<LogOptions> {
+    return this.opts;
   }
 
   configure(opts: LogOptions): void {
@@ -85,8 +112,11 @@ export class Logger {
 
   write(level: Level, msg: string, subject?: LogSubject): void {
     if (!this.enabled(level)) return;
-    const prefix = subject ? subject.logPrefix() + ' ' : '';
-    const line = `${timestamp()} [${process.pid}] ${LEVEL_NAMES[level]} ${this.tag}${prefix}${msg}\n`;
+    const before = subject ? subject.logPrefix() : '';
+    const prefix = before ? before + ' ' : '';
+    const name = LEVEL_NAMES[level]!;
+    const text = `${this.tag}${prefix}${msg}`;
+    const line = `${timestamp()} [${process.pid}] ${name} ${text}\n`;
     if (this.opts.stderr) process.stderr.write(line);
     if (this.fd >= 0) {
       try {
@@ -95,7 +125,19 @@ export class Logger {
         /* disk full or file gone: keep serving */
       }
     }
-    if (this.onLine) this.onLine(line);
+    if (this.sinks.size > 0) {
+      const l: LogLine = { level: name, text, line: line.slice(0, -1), owner: subject?.pooler };
+      for (const sink of this.sinks) {
+        try {
+          sink(l);
+        } catch (err) {
+          // a receiver that throws must not unwind the connection code that logged: it surfaces as its own uncaught error
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
+    }
   }
 
   fatal(msg: string, s?: LogSubject): void {
