@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { BenchArgs } from '../cli/bench-args.js';
 import { VERSION_LINE } from '../version.js';
 import { PgClient, PgClientError } from './pg-client.js';
-import { findPgbench, killAllPgbench, PgbenchMissing, REQUEST_SCRIPT, runPgbench, TRANSACTIONS_PER_REQUEST } from './pgbench.js';
+import { findPgbench, killAllPgbench, PgbenchMissing, REQUEST_SCRIPT, runPgbench, TRANSACTIONS_PER_REQUEST, type PgbenchEndpoint } from './pgbench.js';
 import { backendMemoryUnreadable, isPostgresBackend, pssKb, rssKb } from './procmem.js';
 import { fmt, renderReport, seedRows, type Mode, type StepResult } from './report.js';
 import { describeTarget, isLocalAddress, parseTarget, redact, TargetError, type BenchTarget } from './target.js';
@@ -99,14 +99,7 @@ class Sampler {
   }
 }
 
-interface Endpoint {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  database: string;
-  sslmode: string;
-}
+type Endpoint = PgbenchEndpoint;
 
 /** "cannot connect to" when no connection was made, "cannot log in to" when the server said no. */
 function connectFailure(e: unknown): string {

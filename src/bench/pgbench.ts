@@ -119,14 +119,18 @@ export function percentile(sorted: Float64Array, p: number): number | undefined 
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-export interface PgbenchRunOptions {
-  pgbench: string;
+/** Where pgbench connects. */
+export interface PgbenchEndpoint {
   host: string;
   port: number;
   user: string;
   password: string;
   database: string;
   sslmode: string;
+}
+
+export interface PgbenchRunOptions extends PgbenchEndpoint {
+  pgbench: string;
   clients: number;
   threads: number;
   seconds: number;

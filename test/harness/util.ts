@@ -147,3 +147,20 @@ export function psqlThrough(b: Pgtide, conninfo: string, sql: string, host = '12
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, out: out.trim(), err }); });
   });
 }
+
+/**
+ * A login through pgtide that must be refused: resolves with the error pg reports (its code is the SQLSTATE); fails
+ * the test if the login succeeds.
+ */
+export async function loginRefused(b: Pgtide, user = 'app', password = 'apppass', db = 'app'): Promise<PgError> {
+  const c = new pg.Client({ connectionString: b.url(user, password, db), connectionTimeoutMillis: 5000 });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+  } catch (e) {
+    return e as PgError;
+  } finally {
+    await c.end().catch(() => {});
+  }
+  assert.fail(`${user} logged in to ${db} although the login should have been refused`);
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, type Pgtide } from '../harness/pgtide.js';
-import { stillServes, type PgError } from '../harness/util.js';
+import { loginRefused, stillServes } from '../harness/util.js';
 
 let server: PgServer;
 
@@ -45,19 +45,6 @@ async function who(b: Pgtide, user: string, password: string): Promise<string> {
   }
 }
 
-async function refused(b: Pgtide, user: string, password: string): Promise<PgError> {
-  const c = new pg.Client({ connectionString: b.url(user, password, 'app') });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-  } catch (e) {
-    return e as PgError;
-  } finally {
-    await c.end().catch(() => {});
-  }
-  assert.fail(`${user} logged in with a wrong password`);
-}
-
 test('auth_query logs in md5 and SCRAM users whose passwords exist only in PostgreSQL; wrong password and unknown user are 28P01', { timeout: 30_000 }, async (t) => {
   const b = await start(t);
   assert.equal(await who(b, 'app', 'apppass'), 'app'); // SCRAM in PostgreSQL
@@ -66,7 +53,7 @@ test('auth_query logs in md5 and SCRAM users whose passwords exist only in Postg
   // again: now from the cached secret, and the server connections reused
   assert.equal(await who(b, 'aq_scram', 'scram-secret'), 'aq_scram');
   for (const [user, pw] of [['app', 'wrong'], ['md5user', 'wrong'], ['nosuchuser', 'whatever']] as const) {
-    const e = await refused(b, user, pw);
+    const e = await loginRefused(b, user, pw);
     assert.equal(e.code, '28P01', `${user}: ${e.message}`);
     assert.equal(e.message, `password authentication failed for user "${user}"`);
   }
@@ -80,9 +67,9 @@ test('a password changed in PostgreSQL is picked up: the failed login asks again
   await server.psql(`SET password_encryption = 'scram-sha-256'; ALTER ROLE aq_scram PASSWORD 'changed-secret'`);
   t.after(() => server.psql(`SET password_encryption = 'scram-sha-256'; ALTER ROLE aq_scram PASSWORD 'scram-secret'`));
   // the cached secret says no; that failure drops it, and the next login asks PostgreSQL again
-  assert.equal((await refused(b, 'aq_scram', 'changed-secret')).code, '28P01');
+  assert.equal((await loginRefused(b, 'aq_scram', 'changed-secret')).code, '28P01');
   assert.equal(await who(b, 'aq_scram', 'changed-secret'), 'aq_scram');
-  assert.equal((await refused(b, 'aq_scram', 'scram-secret')).code, '28P01');
+  assert.equal((await loginRefused(b, 'aq_scram', 'scram-secret')).code, '28P01');
 });
 
 test('auth_query that cannot run (auth_user refused by PostgreSQL) fails that login with 08006, and pgtide keeps serving', { timeout: 30_000 }, async (t) => {
@@ -91,7 +78,7 @@ test('auth_query that cannot run (auth_user refused by PostgreSQL) fails that lo
     ini: (ctx) => iniFor(ctx, { settings: { auth_user: 'authq', auth_query: 'SELECT uname, phash FROM public.pgtide_lookup($1)' } }),
     files: { 'userlist.txt': '"authq" "not-its-password"\n"app" "apppass"\n' },
   }));
-  const e = await refused(b, 'aq_scram', 'scram-secret');
+  const e = await loginRefused(b, 'aq_scram', 'scram-secret');
   assert.equal(e.code, '08006');
   assert.match(e.message, /authentication lookup failed/);
   await b.waitForLog(/auth_query for user "aq_scram" failed/);

@@ -8,24 +8,12 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-import { type Ctx, type PgError } from '../harness/util.js';
+import { loginRefused, type Ctx, type PgError } from '../harness/util.js';
 
 async function client(t: Ctx, b: Pgtide, password = 'apppass', db = 'app'): Promise<pg.Client> {
   const c = track(t, new pg.Client({ connectionString: b.url('app', password, db), connectionTimeoutMillis: 5000 }));
   await c.connect();
   return c;
-}
-
-async function refused(b: Pgtide): Promise<PgError> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app'), connectionTimeoutMillis: 5000 });
-  try {
-    await c.connect();
-  } catch (e) {
-    return e as PgError;
-  } finally {
-    await c.end().catch(() => {});
-  }
-  assert.fail('the client over max_client_conn got in');
 }
 
 /** Retry a login until it succeeds (the pooler may not have seen a disconnect yet), within ms. */
@@ -64,7 +52,7 @@ test('max_client_conn=3: the 4th client gets 53300 "no more connections allowed 
   const c3 = await client(t, b);
   for (const c of [c1, c2, c3]) assert.equal((await c.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n, 1);
 
-  const err = await refused(b);
+  const err = await loginRefused(b);
   assert.equal(err.code, '53300');
   assert.equal(err.message, 'no more connections allowed (max_client_conn)');
   await b.waitForLog(/pooler error: no more connections allowed \(max_client_conn\)/);
@@ -93,7 +81,7 @@ test('max_client_conn=3: the 4th client gets 53300 "no more connections allowed 
   const c4 = await eventuallyLogsIn(t, b);
   assert.equal((await c4.query<{ n: number }>('SELECT 4 AS n')).rows[0]!.n, 4);
   // full again
-  assert.equal((await refused(b)).code, '53300');
+  assert.equal((await loginRefused(b)).code, '53300');
 });
 
 test('failed logins and refused clients do not leak max_client_conn slots', async (t) => {
@@ -107,7 +95,7 @@ test('failed logins and refused clients do not leak max_client_conn slots', asyn
   }
   // with three logged in, the refused fourth must not take a slot either
   const held = [await eventuallyLogsIn(t, b), await eventuallyLogsIn(t, b), await eventuallyLogsIn(t, b)];
-  for (let i = 0; i < 3; i++) assert.equal((await refused(b)).code, '53300');
+  for (let i = 0; i < 3; i++) assert.equal((await loginRefused(b)).code, '53300');
   await held[0]!.end();
   await eventuallyLogsIn(t, b);
 });
@@ -118,7 +106,7 @@ test('clients still in login count toward max_client_conn; client_login_timeout 
   const half = Buffer.from([0, 0, 0, 40, 0, 3, 0, 0, 0x75]); // a startup packet cut short
   const idlers = [await rawIdle(b), await rawIdle(b, half), await rawIdle(b, half)];
   for (const r of idlers) track(t, { close: () => r.sock.destroy() });
-  assert.equal((await refused(b)).code, '53300');
+  assert.equal((await loginRefused(b)).code, '53300');
   const t0 = Date.now();
   await Promise.all(idlers.map((r) => r.closed));
   const took = Date.now() - t0;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { isAlive, pgBin, pgEnv, run, sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { iniFor, startPgtide, track, type Pgtide, type PgtideContext } from '../harness/pgtide.js';
-import { consoleRows, monitorClient, psqlThrough, sleep, waitFor, type Ctx, type PgError } from '../harness/util.js';
+import { consoleRows, loginRefused, monitorClient, psqlThrough, sleep, waitFor, type Ctx, type PgError } from '../harness/util.js';
 
 const DB = 'wk_pool';
 
@@ -61,18 +61,6 @@ async function clientsOn(t: Ctx, b: Pgtide, w: number, n: number, db = 'app'): P
   }
   assert.equal(out.length, n, `could not place ${n} clients on worker ${w}`);
   return out;
-}
-
-async function refused(b: Pgtide): Promise<PgError> {
-  const c = new pg.Client({ connectionString: b.url('app', 'apppass', 'app'), connectionTimeoutMillis: 5000 });
-  try {
-    await c.connect();
-  } catch (e) {
-    return e as PgError;
-  } finally {
-    await c.end().catch(() => {});
-  }
-  assert.fail('the client over max_client_conn got in');
 }
 
 function cancelPacket(pid: number, key: number): Buffer {
@@ -130,7 +118,7 @@ test('max_client_conn = 4 holds across both workers: the 5th client gets 53300, 
   }
   assert.deepEqual(new Set(held.map(workerOf)), new Set([1, 2]), 'the four clients are spread over both workers');
   for (let i = 0; i < 2; i++) {
-    const err = await refused(b); // one attempt per worker (round robin)
+    const err = await loginRefused(b); // one attempt per worker (round robin)
     assert.equal(err.code, '53300');
     assert.equal(err.message, 'no more connections allowed (max_client_conn)');
   }
