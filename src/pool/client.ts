@@ -234,10 +234,6 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   onSocketData(chunk: Buffer): void {
-    // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is paused
-    // or full): marking one as pending saves a nextTick per read
-    const rs = (this.socket as unknown as { _readableState?: { readingMore: boolean } })._readableState;
-    if (rs !== undefined) rs.readingMore = true;
     try {
       this.onData(chunk);
     } catch (err) {
@@ -253,6 +249,10 @@ export class ClientConn extends Framer implements ListNode {
   private attach(sock: net.Socket): void {
     this.writer = new SocketWriter(sock, this);
     (sock as OwnedSocket)[kClient] = this;
+    // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is paused
+    // or full): marked as pending once, none is ever scheduled (the tick that would clear the mark never runs)
+    const rs = (sock as unknown as { _readableState?: { readingMore: boolean } })._readableState;
+    if (rs !== undefined) rs.readingMore = true;
     sock.on('data', onClientData);
     sock.on('error', onClientError);
     sock.on('close', onClientClose);
