@@ -1037,7 +1037,9 @@ export class ClientConn extends Framer implements ListNode {
         protoOptions.push(k);
       } else if (lk === 'options') {
         if (!ignored.has('options')) this.parseOptions(v, extra);
-      } else if (!ignored.has(lk)) {
+      } else if (ignored.has(lk)) {
+        // accepted and not passed on (PgBouncer's ignore_startup_parameters)
+      } else if (!this.startupSet(lk, v)) {
         throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter: ${k}`);
       }
     }
@@ -1068,10 +1070,25 @@ export class ClientConn extends Framer implements ListNode {
       }
       const eq = w.indexOf('=');
       const name = eq > 0 ? w.slice(0, eq).replace(/-/g, '_') : '';
-      const canon = TRACKED.get(name.toLowerCase()) ?? extra.get(name.toLowerCase());
-      if (!canon) throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter in options: ${name || w}`);
-      this.vars.set(canon, w.slice(eq + 1));
+      const lname = name.toLowerCase();
+      const canon = TRACKED.get(lname) ?? extra.get(lname);
+      if (canon) this.vars.set(canon, w.slice(eq + 1));
+      else if (!name || !this.startupSet(lname, w.slice(eq + 1))) {
+        throw new PoolerError(SqlState.ProtocolViolation, `unsupported startup parameter in options: ${name || w}`);
+      }
     }
+  }
+
+  /**
+   * A startup setting named in track_set_parameters (node-postgres sends statement_timeout this way, libpq's
+   * PGOPTIONS as `-c name=value`): kept like a SET of it, and applied on whichever server the client gets. PostgreSQL
+   * checks the value when it is applied, so a bad one fails the client's first query, not its login. False when the
+   * setting is not tracked.
+   */
+  private startupSet(name: string, value: string): boolean {
+    if (!this.pooler.trackedSetNames().has(name)) return false;
+    (this.setVars ??= new Map()).set(name, value);
+    return true;
   }
 
   /** auth_query runs before authentication: what the client sends meanwhile is held. */

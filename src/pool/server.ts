@@ -506,6 +506,13 @@ export class ServerConn extends Framer implements ListNode {
       if (this.client !== c) return;
       if (err) {
         log.error(`varcache_apply failed: ${err.message}`, this);
+        if (err.sqlstate !== SqlState.ConnectionFailure) {
+          // PostgreSQL refused one of the client's own values (from its startup packet or options): the client gets
+          // PostgreSQL's words, as it would at a direct login; the server is closed all the same
+          this.client = null;
+          c.unlinked();
+          c.fail(err);
+        }
         this.close('invalid server parameter');
         return;
       }

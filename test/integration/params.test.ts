@@ -157,16 +157,28 @@ test('unsupported startup parameters are refused unless listed in ignore_startup
       await c.end().catch(() => {});
     }
   };
-  await refused({ statement_timeout: 1000 }, 'unsupported startup parameter: statement_timeout');
-  await refused({ options: '-c statement_timeout=5' }, 'unsupported startup parameter in options: statement_timeout');
-  await refused({ options: '-c search_path=x' }, 'unsupported startup parameter in options: search_path');
+  await refused({ options: '-c geqo=off' }, 'unsupported startup parameter in options: geqo');
   await refused({ options: '-X' }, "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed");
 
   // postgres.js puts arbitrary keys in the startup packet
-  const pjs = postgres(b.url('app', 'apppass', 'app'), { max: 1, prepare: false, connection: { search_path: 'x' }, onnotice: () => {} });
-  await assert.rejects(pjs`select 1`, (e: PgError) => e.message === 'unsupported startup parameter: search_path' && e.code === '08P01');
+  const pjs = postgres(b.url('app', 'apppass', 'app'), { max: 1, prepare: false, connection: { geqo: 'off' }, onnotice: () => {} });
+  await assert.rejects(pjs`select 1`, (e: PgError) => e.message === 'unsupported startup parameter: geqo' && e.code === '08P01');
   await pjs.end({ timeout: 1 });
-  await b.waitForLog(/unsupported startup parameter: search_path/);
+  await b.waitForLog(/unsupported startup parameter: geqo/);
+
+  // settings in track_set_parameters are refused when the list leaves them out (PgBouncer refuses them all)
+  const b0 = track(t, await pgtideWith(server, { pool_mode: 'transaction', query_wait_timeout: 5, track_set_parameters: '' }));
+  const refused0 = async (cfg: Partial<pg.ClientConfig>, message: string) => {
+    const c = new pg.Client({ connectionString: b0.url('app', 'apppass', 'app'), ...cfg });
+    c.on('error', () => {});
+    try {
+      await assert.rejects(c.connect(), (e: PgError) => e.message === message && e.code === '08P01');
+    } finally {
+      await c.end().catch(() => {});
+    }
+  };
+  await refused0({ statement_timeout: 1000 }, 'unsupported startup parameter: statement_timeout');
+  await refused0({ options: '-c search_path=x' }, 'unsupported startup parameter in options: search_path');
 
   // tracked ones through options are fine, with -c and with --
   const ok = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app'), options: '-c TimeZone=UTC -c DateStyle=Postgres,DMY --application_name=via_options' }));
@@ -186,4 +198,46 @@ test('unsupported startup parameters are refused unless listed in ignore_startup
   const { rows: r2 } = await c2.query<{ st: string; wm: string }>("select current_setting('statement_timeout') as st, current_setting('work_mem') as wm");
   assert.deepEqual(r2, [{ st: '0', wm: '4MB' }]);
   await stillServes(b2);
+});
+
+test('startup settings in track_set_parameters (node-postgres statement_timeout, PGOPTIONS -c, postgres.js keys) follow the client on a shared server', async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, query_wait_timeout: 5 }));
+  const url = b.url('app', 'apppass', 'app');
+  const timed = track(t, new pg.Client({ connectionString: url, statement_timeout: 200 }));
+  const opts = track(t, new pg.Client({ connectionString: url, options: '-c search_path=pg_catalog -c lock_timeout=3s' }));
+  const pjs = track(t, postgres(url, { max: 1, prepare: false, connection: { work_mem: '2MB' }, onnotice: () => {} }));
+  const plain = track(t, new pg.Client({ connectionString: url }));
+  await Promise.all([timed.connect(), opts.connect(), plain.connect()]);
+  const SQL = "select current_setting('statement_timeout') as st, current_setting('search_path') as sp, current_setting('lock_timeout') as lt, current_setting('work_mem') as wm, pg_backend_pid() as pid";
+  const DEF = { st: '0', sp: '"$user", public', lt: '0', wm: '4MB' };
+  const pids = new Set<number>();
+  // interleaved on the one server connection: each client sees only its own settings, every time
+  for (let i = 0; i < 3; i++) {
+    const [a, o, [p], n] = await Promise.all([timed.query(SQL), opts.query(SQL), pjs.unsafe(SQL), plain.query(SQL)]);
+    for (const r of [a.rows[0], o.rows[0], p, n.rows[0]]) pids.add(Number(r.pid));
+    assert.deepEqual({ ...a.rows[0], pid: 0 }, { ...DEF, st: '200ms', pid: 0 });
+    assert.deepEqual({ ...o.rows[0], pid: 0 }, { ...DEF, sp: 'pg_catalog', lt: '3s', pid: 0 });
+    assert.deepEqual({ ...p, pid: 0 }, { ...DEF, wm: '2MB', pid: 0 });
+    assert.deepEqual({ ...n.rows[0], pid: 0 }, { ...DEF, pid: 0 });
+  }
+  assert.equal(pids.size, 1, 'all four clients shared one server connection');
+  // and the timeout works
+  await assert.rejects(timed.query('select pg_sleep(2)'), (e: PgError) => e.code === '57014');
+  assert.equal((await plain.query('select 1 as one from pg_sleep(0.3)')).rows[0].one, 1);
+
+  // a value PostgreSQL rejects: the login succeeds (the value is checked when applied), the first query fails
+  // with PostgreSQL's error, and the pooler serves everyone else
+  const bad = new pg.Client({ connectionString: url, options: '-c statement_timeout=soon' });
+  bad.on('error', () => {});
+  await bad.connect();
+  await assert.rejects(bad.query('select 1'), (e: PgError) => {
+    assert.equal(e.code, '22023', e.message);
+    assert.match(e.message, /statement_timeout/);
+    return true;
+  });
+  await bad.end().catch(() => {});
+  await b.waitForLog(/varcache_apply failed: invalid value for parameter "statement_timeout"/);
+  assert.equal((await plain.query('select 1 as one')).rows[0].one, 1);
+  await stillServes(b);
 });
