@@ -6,11 +6,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { isAlive, pgBin, pgEnv, run, sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { iniFor, startPgtide, track, type Pgtide, type PgtideContext } from '../harness/pgtide.js';
+import { makeCerts } from '../harness/certs.js';
 import { consoleRows, loginRefused, monitorClient, psqlThrough, sleep, waitFor, type Ctx, type PgError } from '../harness/util.js';
 
 const DB = 'wk_pool';
@@ -385,4 +386,63 @@ test('SIGINT stops the primary and every worker, leaving no process', async (t) 
   assert.equal(code, 0, b.log());
   assert.match(b.log(), /LOG all workers exited, exiting/);
   await waitFor('every pgtide process to be gone', () => pids.every((p) => !isAlive(p)), 3000);
+});
+
+test('with client TLS, a unix socket and LISTEN in transaction mode: every worker serves them', async (t) => {
+  const certs = makeCerts();
+  t.after(() => certs.cleanup());
+  const { b, ctx } = await twoWorkers(t, {
+    pool_mode: 'transaction',
+    default_pool_size: 4,
+    client_tls_sslmode: 'require',
+    client_tls_key_file: certs.f('server.key'),
+    client_tls_cert_file: certs.f('server.crt'),
+  });
+  const ca = readFileSync(certs.f('ca.crt'), 'utf8');
+  // TLS on both workers (each loads the certificate itself): pg with the CA until a client of each worker is seen
+  const seen = new Set<number>();
+  for (let i = 0; i < 16 && seen.size < 2; i++) {
+    const c = new pg.Client({ host: '127.0.0.1', port: b.port, user: 'app', password: 'apppass', database: 'app', ssl: { ca, servername: 'localhost' } }) as Keyed;
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ ssl: boolean; n: number }>('SELECT 6 * 7 AS n');
+      assert.equal(rows[0]!.n, 42);
+      assert.ok((c as unknown as { connection: { stream: { encrypted?: boolean } } }).connection.stream.encrypted, 'the client socket is TLS');
+      seen.add(workerOf(c));
+    } finally {
+      await c.end();
+    }
+  }
+  assert.deepEqual([...seen].sort(), [1, 2], 'TLS clients were served by both workers');
+  // psql with sslmode=require over TCP, and over the unix socket (no TLS there, as in PgBouncer)
+  for (let i = 0; i < 4; i++) {
+    const tcp = await psqlThrough(b, 'sslmode=require', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+    assert.equal(tcp.code, 0, tcp.err);
+    const unix = await psqlThrough(b, '', 'SELECT 40 + 2', ctx.socketDir);
+    assert.equal(unix.code, 0, unix.err);
+    assert.equal(unix.out, '42');
+  }
+  assert.match(b.log(), /LOG \[w1\] C-\d+: app\/app@unix:0 login attempt/);
+  assert.match(b.log(), /LOG \[w2\] C-\d+: app\/app@unix:0 login attempt/);
+
+  // LISTEN in transaction mode on each worker; NOTIFY from either reaches every listener exactly once
+  const listeners: Keyed[] = [];
+  for (const w of [1, 2]) {
+    for (let tries = 0; tries < 16 && !listeners.some((l) => workerOf(l) === w); tries++) {
+      const c = new pg.Client({ host: '127.0.0.1', port: b.port, user: 'app', password: 'apppass', database: 'app', ssl: { ca, servername: 'localhost' } }) as Keyed;
+      await c.connect();
+      if (workerOf(c) === w) listeners.push(track(t, c));
+      else await c.end();
+    }
+  }
+  assert.equal(listeners.length, 2, 'a listener on each worker');
+  const got: string[][] = listeners.map(() => []);
+  listeners.forEach((l, i) => l.on('notification', (m) => got[i]!.push(m.payload ?? '')));
+  for (const l of listeners) await l.query('LISTEN wk_chan');
+  const sender = track(t, new pg.Client({ host: '127.0.0.1', port: b.port, user: 'app', password: 'apppass', database: 'app', ssl: { ca, servername: 'localhost' } }));
+  await sender.connect();
+  for (let i = 0; i < 5; i++) await sender.query(`NOTIFY wk_chan, 'm${i}'`);
+  await waitFor('every listener got 5 notifications', () => got.every((g) => g.length >= 5) || null);
+  await sleep(200);
+  for (const g of got) assert.deepEqual(g, ['m0', 'm1', 'm2', 'm3', 'm4']);
 });
