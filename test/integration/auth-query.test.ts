@@ -85,3 +85,19 @@ test('auth_query that cannot run (auth_user refused by PostgreSQL) fails that lo
   assert.equal(await who(b, 'app', 'apppass'), 'app'); // a user in auth_file is not affected
   await stillServes(b);
 });
+
+test('workers = 2: auth_query logins (SCRAM and md5 secrets) work on each worker, and a wrong password is 28P01', { timeout: 30_000 }, async (t) => {
+  const b = await start(t, { workers: 2 });
+  await b.waitForLog(/LOG process up: .*, 2 workers/, 10_000);
+  // round-robin hand-over: consecutive logins alternate between the workers
+  for (let i = 0; i < 4; i++) assert.equal(await who(b, 'aq_scram', 'scram-secret'), 'aq_scram');
+  for (let i = 0; i < 4; i++) assert.equal(await who(b, 'md5user', 'md5pass'), 'md5user');
+  for (const w of ['w1', 'w2']) {
+    for (const u of ['aq_scram', 'md5user']) assert.match(b.log(), new RegExp(`LOG \\[${w}\\] C-\\d+: app/${u}@127\\.0\\.0\\.1:\\d+ login attempt`));
+  }
+  for (let i = 0; i < 2; i++) {
+    const e = await loginRefused(b, 'aq_scram', 'wrong');
+    assert.equal(e.code, '28P01', e.message);
+  }
+  await stillServes(b);
+});
