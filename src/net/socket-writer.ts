@@ -64,18 +64,108 @@ export interface WriterOwner {
   onWriterDrain(): void;
 }
 
+// ---- turn batching: small writes to clients go out together at the end of the event-loop turn ----
+//
+// A burst of replies written one by one, each as it comes, wakes a waiting client program once per reply: it
+// runs on the other core, reads the one reply, and sleeps again until the next. Written together at the end of the
+// turn, they wake it once. pgbench at 100 clients makes 40 % fewer poll calls per transaction that way, and needs
+// a fifth less CPU (docs/benchmarks.md). The bytes are copied into one slab (they may come from a read buffer that
+// is reused at once); a socket's batched bytes always go before anything else written to it.
+
+/** Writes larger than this are not batched (the copy would cost more than the wake-up it saves). */
+const BATCH_MAX_PIECE = 8192;
+const SLAB_SIZE = 64 * 1024;
+/** PGTIDE_BATCH=0 turns batching off (to compare). */
+const BATCHING = process.env.PGTIDE_BATCH !== '0';
+
+let slab: Buffer | null = null;
+let slabUsed = 0;
+/** The writers with batched bytes, in order, and where each one's bytes end in the slab (they start where the previous end). */
+const batchWriters: SocketWriter[] = [];
+const batchEnds: number[] = [];
+let turnEndScheduled = false;
+
+function onTurnEnd(): void {
+  turnEndScheduled = false;
+  flushBatch();
+}
+
+/** Write out everything batched, in order. */
+function flushBatch(): void {
+  const n = batchWriters.length;
+  if (n === 0) return;
+  const s = slab!;
+  let start = 0;
+  let held = false;
+  for (let i = 0; i < n; i++) {
+    const w = batchWriters[i]!;
+    const end = batchEnds[i]!;
+    w.batched = false;
+    if (!w.sock.destroyed) {
+      w.write(s.subarray(start, end));
+      if (w.queued()) held = true; // libuv or the stream layer points into the slab until it is written
+    }
+    start = end;
+  }
+  batchWriters.length = 0;
+  batchEnds.length = 0;
+  slabUsed = 0;
+  if (held) slab = null; // a fresh one next time; this one lives until its writes are done
+}
+
 export class SocketWriter {
   /** Fast writes libuv has not finished yet (their buffers must not be reused). */
   private pending = 0;
   private drainHooked = false;
+  /** Bytes of this socket wait in the turn's batch. */
+  batched = false;
 
   constructor(
     readonly sock: Socket,
     private readonly owner: WriterOwner,
   ) {}
 
+  /**
+   * Like write(), but a small write to a socket that takes fast writes and has nothing queued waits (copied) until the
+   * end of this event-loop turn, together with the other sockets' (see turn batching above). Returns true then.
+   */
+  writeSoon(data: Buffer): boolean {
+    const len = data.length;
+    const sock = this.sock;
+    if (!BATCHING || len > BATCH_MAX_PIECE || this.pending > 0 || binding === null || sock.writableLength !== 0 || sock.connecting || !sock.writable ||
+      (sock as { encrypted?: boolean }).encrypted) {
+      return this.write(data);
+    }
+    let s = slab;
+    if (s === null || slabUsed + len > SLAB_SIZE) {
+      flushBatch();
+      s = slab ??= Buffer.allocUnsafeSlow(SLAB_SIZE);
+    }
+    s.set(data, slabUsed);
+    slabUsed += len;
+    const n = batchWriters.length;
+    if (n > 0 && batchWriters[n - 1] === this) {
+      batchEnds[n - 1] = slabUsed; // the same socket again: one write
+    } else {
+      batchWriters.push(this);
+      batchEnds.push(slabUsed);
+      this.batched = true;
+    }
+    if (!turnEndScheduled) {
+      turnEndScheduled = true;
+      setImmediate(onTurnEnd);
+    }
+    return true;
+  }
+
+  /** Write out this socket's batched bytes now (before the socket is written to another way, ended or destroyed). */
+  flushSoon(): void {
+    if (this.batched) flushBatch();
+  }
+
   /** Like socket.write(data): false when the caller should wait for onWriterDrain before writing much more. */
   write(data: Buffer): boolean {
+    if (this.batched) flushBatch();
     const sock = this.sock;
     const h = (sock as unknown as { _handle: StreamHandle | null })._handle;
     if (binding === null || h === null || sock.writableLength !== 0 || sock.connecting || !sock.writable || (sock as { encrypted?: boolean }).encrypted) {

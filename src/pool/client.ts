@@ -337,6 +337,11 @@ export class ClientConn extends Framer implements ListNode {
     return this.writer.write(data);
   }
 
+  /** A server's reply: small ones go out with the others of this event-loop turn (SocketWriter.writeSoon). */
+  writeSoon(data: Buffer): boolean {
+    return this.writer.writeSoon(data);
+  }
+
   /** Bytes written to the client are not all out yet (a buffer they came from must not be reused). */
   writeQueued(): boolean {
     return this.writer.queued();
@@ -1244,6 +1249,7 @@ export class ClientConn extends Framer implements ListNode {
   fail(err: PoolerError): void {
     if (this.closed) return;
     if (this.pooler.settings.log_pooler_errors) log.warning(`pooler error: ${err.message}`, this);
+    this.writer.flushSoon();
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(err.toMessage());
     this.close(err.message);
   }
@@ -1276,6 +1282,7 @@ export class ClientConn extends Framer implements ListNode {
     this.pooler.clientGone(this);
     const sock = this.socket;
     if (!sock.destroyed) {
+      this.writer.flushSoon();
       if (this.writer.queued()) sock.end(() => sock.destroy());
       else sock.destroy();
     }

@@ -706,7 +706,7 @@ export class ServerConn extends Framer implements ListNode {
     const c = this.client;
     if (!c) return;
     c.bytesOut(data.length);
-    if (!c.write(data) && !this.pausedForClient) {
+    if (!c.writeSoon(data) && !this.pausedForClient) {
       this.pausedForClient = true;
       this.socket!.pause();
     }
