@@ -152,7 +152,7 @@ test('pgtide bench without a mode prints its usage; --help; pgtide --help mentio
   const tmp = tempDir(t);
   const none = await cli(['bench'], tmp, 10_000);
   assert.equal(none.code, 1);
-  assert.match(none.stderr, /no mode given \(--before-after\)/);
+  assert.match(none.stderr, /no mode given \(--before-after or --compare\)/);
   assert.match(none.stderr, /Usage:\n\s+pgtide bench --before-after \[OPTION\]\.\.\. POSTGRES_URL/);
   const help = await cli(['bench', '--help'], tmp, 10_000);
   assert.equal(help.code, 0);
