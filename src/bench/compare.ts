@@ -264,6 +264,7 @@ export async function runCompare(a: BenchArgs): Promise<number> {
       } catch (e) {
         bouncerMissing = `could not be started: ${(e as Error).message}`;
         say(`PgBouncer left out: ${bouncerMissing}`);
+        await Promise.all(poolers.splice(0).map((p) => p.stop()));
       }
     }
     if (bouncerMissing) notes.push(`**PgBouncer ${bouncerMissing.split('\n')[0]}**: only direct and pgtide were compared.`);
@@ -296,8 +297,10 @@ export async function runCompare(a: BenchArgs): Promise<number> {
     const combos = a.protocols.flatMap((protocol) => a.clients.map((clients) => ({ protocol, clients })));
     const total = a.rounds * combos.length * targets.length;
     const perRun = a.seconds + 0.7;
-    say(`plan: ${a.rounds} round(s) × ${combos.length} workloads (${a.protocols.join(', ')} × ${a.clients.join(', ')} clients) × ${targets.length} targets ` +
-      `(${targets.map((t) => TARGET_NAMES[t]).join(', ')}) × ${a.seconds} s${a.warmup ? ` + ${a.warmup} s warm-up per target` : ''} ≈ ${Math.ceil((total * perRun + targets.length * a.warmup) / 60)} min`);
+    const eta = total * perRun + targets.length * a.warmup;
+    const estimate = eta < 90 ? `${Math.ceil(eta)} s` : `${Math.ceil(eta / 60)} min`;
+    say(`plan: ${a.rounds} round(s) × ${combos.length} workload(s) (${a.protocols.join(', ')} × ${a.clients.join(', ')} clients) × ${targets.length} targets ` +
+      `(${targets.map((t) => TARGET_NAMES[t]).join(', ')}) × ${a.seconds} s${a.warmup ? ` + ${a.warmup} s warm-up per target` : ''} ≈ ${estimate}`);
 
     let runNo = 0;
     const runOnce = async (t: CompareTarget, protocol: BenchProtocol, clients: number, seconds: number, label: string): Promise<PgbenchRun & { cpu: ReturnType<typeof cpuPerTransaction> }> => {
