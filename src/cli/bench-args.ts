@@ -59,22 +59,22 @@ per user, connection setup time, concurrent users served, memory per
 connection, query latency p99 and throughput. Progress goes to stderr, the
 Markdown report to stdout.
 
---compare runs the same short read-only transactions (pgbench -n with a
-one-line catalog lookup, like pgbench -S; no tables of yours are used or
-created) with each protocol and client count against three targets: PostgreSQL
-directly, a temporary PgBouncer (when a pgbouncer binary is found) and a
-temporary pgtide, both with the same pgbouncer.ini (pool_mode = transaction,
-default_pool_size = 25, …) on free 127.0.0.1 ports. The targets take turns within
-each round; the report gives the medians over the rounds of tps, latency, p99
-and the CPU each process used per transaction, and the ratios pgtide/PgBouncer
-and pgtide/direct.
+--compare runs one workload against three targets: PostgreSQL directly, a
+temporary PgBouncer (when a pgbouncer binary is found) and a temporary pgtide,
+both with the same pgbouncer.ini (pool_mode = transaction, default_pool_size =
+25, …) on free 127.0.0.1 ports. The workload is short read-only transactions
+(pgbench -n with a one-line catalog lookup, like pgbench -S; no tables of yours
+are used or created) with each protocol and client count. The targets take
+turns within each round; the report gives the medians over the rounds of tps,
+latency, p99 and the CPU each process used per transaction, and the ratios
+pgtide/PgBouncer and pgtide/direct.
 
 Options (both modes):
   --seconds N          seconds per run (default 10)
   --warmup N           seconds of unreported warm-up per target (default 2; 0 = none)
   --pool-size N        default_pool_size of the temporary poolers (default 25)
-  --auth-type TYPE     how clients log in to the temporary poolers: md5 (default,
-                       as PgBouncer's default) or scram-sha-256
+  --auth-type TYPE     how clients log in to the temporary poolers: md5
+                       (default, as PgBouncer's default) or scram-sha-256
   --threads N          pgbench -j (default: the number of CPUs)
   --pgbench PATH       pgbench to use (default: PATH, then /usr/lib/postgresql/*/bin)
   --json FILE          also write the raw figures as JSON
@@ -90,16 +90,16 @@ Options (both modes):
 
 --compare only:
   --clients LIST       client counts (default ${COMPARE_LEVELS.join(',')})
-  --protocols LIST     pgbench -M modes, of simple, extended, prepared (default all three)
+  --protocols LIST     pgbench -M modes (default simple,extended,prepared)
   --rounds N           rounds; medians are taken over them (default 3)
-  --pgbouncer PATH     PgBouncer to use (default: PATH, then /usr/sbin/pgbouncer)
+  --pgbouncer PATH     PgBouncer to use (default: PATH, /usr/sbin, /usr/bin)
   --no-pgbouncer       compare direct and pgtide only
 
 Memory (--before-after) is read from /proc (PSS of PostgreSQL's backends): it
 needs PostgreSQL on this machine and the right to read its processes (root or
-its user), else "n/a". So does PostgreSQL's CPU (--compare). As root, the
-temporary PgBouncer runs as the user postgres (else nobody): PgBouncer refuses
-to run as root.
+its user), else "n/a". PostgreSQL's CPU (--compare) is read from /proc too, and
+needs PostgreSQL on this machine. As root, the temporary PgBouncer runs as the
+user postgres (else nobody): PgBouncer refuses to run as root.
 `;
 
 function int(name: string, raw: string | undefined, min: number, max = 1_000_000): number {
