@@ -180,17 +180,18 @@ export async function runCompare(a: BenchArgs): Promise<number> {
       const [info] = await monitor.query("SELECT current_setting('server_version'), (SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid())");
       version = String(info![0]);
       ssl = info![1] ?? null;
+      // while the backend is there: it leads to the postmaster
+      if (!isLocalAddress(target.host)) pgCpuWhy = 'PostgreSQL is not on this machine (the URL names neither a loopback address nor a unix socket)';
+      else if (!isPostgresBackend(monitor.backendPid)) pgCpuWhy = `PostgreSQL's backend pid ${monitor.backendPid} is not a postgres process in this machine's /proc (another pid namespace, e.g. a container?)`;
+      else {
+        postmaster = parentPid(monitor.backendPid);
+        if (postmaster === undefined || treeCpuTicks(postmaster) === undefined) {
+          pgCpuWhy = `cannot read /proc/${postmaster ?? '?'}/stat of PostgreSQL's postmaster`;
+          postmaster = undefined;
+        }
+      }
     } finally {
       monitor.close();
-    }
-    if (!isLocalAddress(target.host)) pgCpuWhy = 'PostgreSQL is not on this machine (the URL names neither a loopback address nor a unix socket)';
-    else if (!isPostgresBackend(monitor.backendPid)) pgCpuWhy = `PostgreSQL's backend pid ${monitor.backendPid} is not a postgres process in this machine's /proc (another pid namespace, e.g. a container?)`;
-    else {
-      postmaster = parentPid(monitor.backendPid);
-      if (postmaster === undefined || treeCpuTicks(postmaster) === undefined) {
-        pgCpuWhy = `cannot read /proc/${postmaster ?? '?'}/stat of PostgreSQL's postmaster`;
-        postmaster = undefined;
-      }
     }
   } catch (e) {
     throw new BenchError(`${connectFailure(e)} PostgreSQL at ${describeTarget(target)}: ${(e as Error).message}`);
