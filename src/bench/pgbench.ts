@@ -1,5 +1,6 @@
-/* pgbench for `pgtide bench`: finding it, the web-app request script, one run (-C: a new connection per request) with
- * progress, and parsing its summary, progress lines, errors and per-request latency logs. */
+/* pgbench for `pgtide bench`: finding it, the web-app request script (--before-after) and the select-only script
+ * (--compare), one run (with -C: a new connection per request) with progress, and parsing its summary, progress
+ * lines, errors and per-transaction logs. */
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
@@ -53,9 +54,20 @@ COMMIT;
 SELECT n.nspname, count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace GROUP BY 1 ORDER BY 2 DESC LIMIT 3;
 `;
 
+/**
+ * One short read-only transaction, in the style of pgbench's select-only (-S) built-in: an index lookup with a random
+ * key, here in the system catalogs, so it needs no table of the user's (no pgbench -i) and leaves nothing behind.
+ * With -M extended or prepared, :id is sent as a parameter.
+ */
+export const SELECT_SCRIPT = `\\set id random(1, 3000)
+SELECT typname, typlen FROM pg_catalog.pg_type WHERE oid = :id;
+`;
+
 export interface PgbenchSummary {
-  /** Requests (script runs) per second, including reconnection times. */
+  /** Script runs per second: the first tps line (with -C: including reconnection times). */
   tps?: number;
+  /** Without -C: tps without the initial connection time (PostgreSQL 14+: the only tps line; 13: the second one). */
+  tpsNoConnect?: number;
   requests?: number;
   failed?: number;
   /** pgbench's "average connection time" (-C: over every connection of the run), ms. */
@@ -71,6 +83,7 @@ export function parseSummary(out: string): PgbenchSummary {
   };
   return {
     tps: num(/^tps = ([\d.]+)/m),
+    tpsNoConnect: num(/^tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/m),
     requests: num(/^number of transactions actually processed: (\d+)/m),
     failed: num(/^number of failed transactions: (\d+)/m),
     avgConnMs: num(/^average connection time = ([\d.]+) ms/m),
@@ -99,17 +112,50 @@ export function summarizeErrors(stderr: string): { aborted: number; messages: st
   return { aborted, messages };
 }
 
-/** Per-request latencies (µs, the third column) from pgbench -l files in `dir` whose names start with `prefix`, sorted. */
-export function readLatencies(dir: string, prefix: string): Float64Array {
-  const vals: number[] = [];
+/** Whether `name` is one of pgbench's -l files for --log-prefix `prefix` (prefix.<pid> or prefix.<pid>.<thread>). */
+function isLogOf(name: string, prefix: string): boolean {
+  return name.startsWith(`${prefix}.`) && /^\d+(\.\d+)?$/.test(name.slice(prefix.length + 1));
+}
+
+/**
+ * The -l files in `dir` for `prefix`: the latency (µs, the third column) of every successful transaction, sorted, and
+ * when each completed (epoch ms, from the fifth and sixth columns), sorted.
+ */
+export function readLog(dir: string, prefix: string): { latencies: Float64Array; ends: Float64Array } {
+  const lat: number[] = [];
+  const ends: number[] = [];
   for (const name of readdirSync(dir)) {
-    if (!name.startsWith(prefix)) continue;
+    if (!isLogOf(name, prefix)) continue;
     for (const line of readFileSync(join(dir, name), 'latin1').split('\n')) {
-      const v = Number(line.split(' ')[2]); // client_id transaction_no time script_no time_epoch time_us
-      if (line && Number.isFinite(v)) vals.push(v);
+      const f = line.split(' '); // client_id transaction_no time script_no time_epoch time_us
+      const v = Number(f[2]);
+      if (!line || !Number.isFinite(v)) continue; // an empty line, or "failed"/"skipped"
+      lat.push(v);
+      const end = Number(f[4]) * 1000 + Number(f[5]) / 1000;
+      if (Number.isFinite(end)) ends.push(end);
     }
   }
-  return Float64Array.from(vals).sort();
+  return { latencies: Float64Array.from(lat).sort(), ends: Float64Array.from(ends).sort() };
+}
+
+/** Per-request latencies (µs) from the -l files in `dir` for `prefix`, sorted. */
+export function readLatencies(dir: string, prefix: string): Float64Array {
+  return readLog(dir, prefix).latencies;
+}
+
+/** How many of the sorted values lie in (from, to]. */
+export function countIn(sorted: Float64Array, from: number, to: number): number {
+  const firstAbove = (x: number) => {
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]! <= x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return Math.max(0, firstAbove(to) - firstAbove(from));
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -135,6 +181,8 @@ export interface PgbenchRunOptions extends PgbenchEndpoint {
   threads: number;
   seconds: number;
   protocol: 'simple' | 'extended' | 'prepared';
+  /** -C: a new connection for every script run (default true). */
+  reconnect?: boolean;
   scriptFile: string;
   /** Directory for the -l files. */
   logDir: string;
@@ -142,7 +190,11 @@ export interface PgbenchRunOptions extends PgbenchEndpoint {
   logPrefix: string;
   /** Called with each -P progress line. */
   onProgress?: (p: { seconds: number; tps: number }) => void;
+  /** Called once pgbench has been started. */
+  onStart?: (pid: number) => void;
   progressEvery?: number;
+  /** Return the completion times of the logged transactions (PgbenchRun.ends). */
+  keepEnds?: boolean;
 }
 
 export interface PgbenchRun extends PgbenchSummary {
@@ -153,6 +205,8 @@ export interface PgbenchRun extends PgbenchSummary {
   p50Ms?: number;
   /** Requests in the -l logs. */
   logged: number;
+  /** With keepEnds: when each logged transaction completed, epoch ms, sorted. */
+  ends?: Float64Array;
   /** Why the run did not complete without errors, if it did not. */
   problem?: string;
 }
@@ -179,7 +233,7 @@ export function runPgbench(o: PgbenchRunOptions): Promise<PgbenchRun> {
     process.on('exit', killAllPgbench);
   }
   const args = [
-    '-n', '-C', '-f', o.scriptFile, '-M', o.protocol,
+    '-n', ...(o.reconnect === false ? [] : ['-C']), '-f', o.scriptFile, '-M', o.protocol,
     '-T', String(o.seconds), '-c', String(o.clients), '-j', String(Math.max(1, Math.min(o.threads, o.clients))),
     '-P', String(o.progressEvery ?? Math.max(1, Math.round(o.seconds / 4))),
     '-l', '--log-prefix', join(o.logDir, o.logPrefix),
@@ -191,7 +245,10 @@ export function runPgbench(o: PgbenchRunOptions): Promise<PgbenchRun> {
   const timeoutMs = (o.seconds + 60) * 1000;
   return new Promise((resolve) => {
     const child = spawn(o.pgbench, args, { env, cwd: o.logDir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    if (child.pid) live.add(child.pid);
+    if (child.pid) {
+      live.add(child.pid);
+      o.onStart?.(child.pid);
+    }
     let stdout = '';
     let stderr = '';
     let partial = '';
@@ -224,8 +281,9 @@ export function runPgbench(o: PgbenchRunOptions): Promise<PgbenchRun> {
       const summary = parseSummary(stdout);
       const { aborted, messages } = summarizeErrors(stderr);
       let lat: Float64Array = new Float64Array(0);
+      let ends: Float64Array = new Float64Array(0);
       try {
-        lat = readLatencies(o.logDir, o.logPrefix);
+        ({ latencies: lat, ends } = readLog(o.logDir, o.logPrefix));
       } catch {
         /* no logs */
       }
@@ -234,6 +292,7 @@ export function runPgbench(o: PgbenchRunOptions): Promise<PgbenchRun> {
         return v === undefined ? undefined : v / 1000;
       };
       const run: PgbenchRun = { ...summary, exitCode: code, aborted, errors: messages, p99Ms: p(99), p50Ms: p(50), logged: lat.length };
+      if (o.keepEnds) run.ends = ends;
       if (spawnError) run.problem = `pgbench could not run: ${spawnError}`;
       else if (timedOut) run.problem = `pgbench did not finish within ${timeoutMs / 1000} s and was killed`;
       else if (signal) run.problem = `pgbench was killed by ${signal}`;

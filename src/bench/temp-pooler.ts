@@ -1,7 +1,8 @@
-/* The temporary pgtide of `pgtide bench`: the seed's pgbouncer.ini and a userlist.txt in a temp dir, this package's
- * dist/cli.js as a child process on a free 127.0.0.1 port, stopped (and the dir removed by the caller) afterwards. */
+/* The temporary poolers of `pgtide bench`: the seed's pgbouncer.ini and a userlist.txt in a temp dir, a pooler started
+ * on them as a child process on a free 127.0.0.1 port (this package's dist/cli.js; PgBouncer through pgbouncer.ts),
+ * stopped (and the dir removed by the caller) afterwards. */
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -27,11 +28,12 @@ export function userlistLine(user: string, password: string): string {
 
 /**
  * The seed's settings (transaction pooling, default_pool_size 25, min_pool_size 5, reserve_pool_size 5,
- * reserve_pool_timeout 3, max_client_conn 2000) for one database, plus what a throwaway instance needs.
+ * reserve_pool_timeout 3, max_client_conn 2000) for one database, plus what a throwaway instance needs; `extra`
+ * lines are appended (the same for every pooler of a comparison).
  */
-export function poolerIni(dir: string, port: number, t: BenchTarget, s: PoolerSettings): string {
+export function poolerIni(dir: string, port: number, t: BenchTarget, s: PoolerSettings, opts: { logfile?: string; extra?: string } = {}): string {
   const db = `host=${quoteConnValue(t.host)} port=${t.port} dbname=${quoteConnValue(t.database)}`;
-  return `; written by pgtide bench --before-after; removed when it ends
+  return `; written by pgtide bench; removed when it ends
 [databases]
 ${quoteDatabaseName(t.database)} = ${db}
 
@@ -48,22 +50,23 @@ reserve_pool_size = 5
 reserve_pool_timeout = 3
 max_client_conn = 2000
 server_tls_sslmode = ${t.sslmode}
-logfile = ${join(dir, 'pgtide.log')}
+logfile = ${join(dir, opts.logfile ?? 'pgtide.log')}
 log_connections = 0
 log_disconnections = 0
-`;
+${opts.extra ?? ''}`;
 }
 
 export interface TempPooler {
   host: '127.0.0.1';
   port: number;
+  /** The pooler process (PgBouncer under runuser: runuser's child, the pgbouncer process itself). */
   pid: number;
   alive(): boolean;
   /** "code 1" / "signal SIGKILL" once it exited. */
   exitInfo(): string | undefined;
   /** Last lines of its logfile and of its stdout/stderr. */
   logTail(lines?: number): string;
-  /** SIGTERM (pgtide exits at once), SIGKILL after 5 s. */
+  /** SIGTERM (pgtide and PgBouncer exit at once), SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
 
@@ -94,38 +97,66 @@ function accepts(port: number): Promise<boolean> {
 const live = new Set<number>();
 let exitHook = false;
 
+/** How to start one temporary pooler. */
+export interface LaunchSpec {
+  /** "pgtide" or "PgBouncer", for messages. */
+  name: string;
+  /** Its logfile (read for logTail). */
+  logFile: string;
+  /** Write the configuration for `port` and return the process to start. */
+  prepare(port: number): ChildProcess;
+  /** The process to measure, given the started one's pid (default: that one); undefined while not there yet. */
+  measuredPid?(childPid: number): number | undefined;
+}
+
+function trySignal(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined || pid <= 0) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* gone */
+  }
+}
+
 /** Start pgtide in `dir` (which the caller removes) and wait until it accepts connections; a port clash is retried. */
-export async function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSettings): Promise<TempPooler> {
+export function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSettings, extraIni?: string): Promise<TempPooler> {
+  writeFileSync(join(dir, 'userlist.txt'), userlistLine(t.user, t.password), { mode: 0o600 });
+  return startTempProcess({
+    name: 'pgtide',
+    logFile: join(dir, 'pgtide.log'),
+    prepare(port) {
+      const ini = join(dir, 'pgbouncer.ini');
+      writeFileSync(ini, poolerIni(dir, port, t, s, { extra: extraIni }), { mode: 0o600 });
+      return spawn(process.execPath, [PGTIDE_CLI, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    },
+  });
+}
+
+/** Start a pooler as `spec` says and wait until it accepts connections on 127.0.0.1; a port clash is retried. */
+export async function startTempProcess(spec: LaunchSpec): Promise<TempPooler> {
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => {
-      for (const pid of live) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
+      for (const pid of live) trySignal(pid, 'SIGKILL');
     });
   }
-  writeFileSync(join(dir, 'userlist.txt'), userlistLine(t.user, t.password), { mode: 0o600 });
   let last = '';
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const ini = join(dir, 'pgbouncer.ini');
-    writeFileSync(ini, poolerIni(dir, port, t, s), { mode: 0o600 });
-    const child = spawn(process.execPath, [PGTIDE_CLI, '-q', ini], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spec.prepare(port);
     const pid = child.pid ?? -1;
     live.add(pid);
+    let measured: number | undefined = spec.measuredPid ? undefined : pid;
     let output = '';
     const keep = (b: Buffer) => (output = (output + b.toString('utf8')).slice(-20_000));
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
     let exitInfo: string | undefined;
     const exited = new Promise<void>((resolve) => {
       child.once('exit', (code, sig) => {
         exitInfo ??= sig ? `signal ${sig}` : `code ${code}`;
         live.delete(pid);
+        if (measured !== undefined) live.delete(measured);
         resolve();
       });
       child.once('error', (e) => {
@@ -134,6 +165,13 @@ export async function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSett
         resolve();
       });
     });
+    const findMeasured = () => {
+      if (measured === undefined && spec.measuredPid && pid > 0) {
+        measured = spec.measuredPid(pid);
+        if (measured !== undefined && exitInfo === undefined) live.add(measured);
+      }
+      return measured;
+    };
     let stopping: Promise<void> | undefined;
     const p: TempPooler = {
       host: '127.0.0.1',
@@ -144,7 +182,7 @@ export async function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSett
       logTail(lines = 20) {
         let file = '';
         try {
-          file = readFileSync(join(dir, 'pgtide.log'), 'utf8');
+          file = readFileSync(spec.logFile, 'utf8');
         } catch {
           /* none yet */
         }
@@ -154,8 +192,13 @@ export async function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSett
       stop() {
         stopping ??= (async () => {
           if (exitInfo !== undefined) return;
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+          const inner = findMeasured();
+          trySignal(inner, 'SIGTERM');
+          if (inner !== pid) trySignal(pid, 'SIGTERM');
+          const t = setTimeout(() => {
+            trySignal(inner, 'SIGKILL');
+            trySignal(pid, 'SIGKILL');
+          }, 5_000);
           await exited;
           clearTimeout(t);
         })();
@@ -164,13 +207,22 @@ export async function startTempPgtide(dir: string, t: BenchTarget, s: PoolerSett
     };
     const deadline = Date.now() + 15_000;
     while (exitInfo === undefined && Date.now() < deadline) {
-      if (await accepts(port)) return p;
+      if (await accepts(port)) {
+        for (let i = 0; i < 20 && findMeasured() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+        if (measured !== undefined) {
+          p.pid = measured;
+          return p;
+        }
+        last = 'accepted connections, but its process was not found';
+        break;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
-    last = exitInfo === undefined ? `did not accept connections on 127.0.0.1:${port} within 15 s` : `exited before listening (${exitInfo})`;
+    if (!last) last = exitInfo === undefined ? `did not accept connections on 127.0.0.1:${port} within 15 s` : `exited before listening (${exitInfo})`;
     const log = p.logTail(20);
     await p.stop();
-    if (!/in use|EADDRINUSE/i.test(log)) throw new Error(`the temporary pgtide ${last}${log ? `:\n${log}` : ''}`);
+    if (!/in use|EADDRINUSE/i.test(log)) throw new Error(`the temporary ${spec.name} ${last}${log ? `:\n${log}` : ''}`);
+    last = '';
   }
-  throw new Error(`the temporary pgtide ${last} (port clashes)`);
+  throw new Error(`the temporary ${spec.name} could not get a free port (port clashes)`);
 }

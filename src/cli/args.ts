@@ -19,6 +19,7 @@ Usage:
   pgtide [OPTION]... CONFIG_FILE
   pgtide demo [OPTION]...
   pgtide bench --before-after [OPTION]... POSTGRES_URL
+  pgtide bench --compare [OPTION]... POSTGRES_URL
 
 CONFIG_FILE is a pgbouncer.ini; its auth_file (userlist.txt) and auth_hba_file
 are read as PgBouncer reads them.
@@ -39,7 +40,9 @@ pgtide demo starts a throwaway PostgreSQL with pgtide in front of it and prints
 the URLs and commands to try; see "pgtide demo --help".
 
 pgtide bench --before-after measures a web-app load against PostgreSQL directly
-and through a temporary pgtide, and prints a before/after table; see
+and through a temporary pgtide, and prints a before/after table; pgtide bench
+--compare runs the same workloads against PostgreSQL directly, a temporary
+PgBouncer and a temporary pgtide, and prints medians and ratios; see
 "pgtide bench --help".
 `;
 

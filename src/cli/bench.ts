@@ -19,12 +19,13 @@ export async function benchMain(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
-  if (!args.beforeAfter) {
-    process.stderr.write(`pgtide bench: no mode given (--before-after)\n\n${BENCH_USAGE}`);
+  if (!args.beforeAfter && !args.compare) {
+    process.stderr.write(`pgtide bench: no mode given (--before-after or --compare)\n\n${BENCH_USAGE}`);
     return 1;
   }
   const { BenchError, runBeforeAfter } = await import('../bench/before-after.js');
   try {
+    if (args.compare) return await (await import('../bench/compare.js')).runCompare(args);
     return await runBeforeAfter(args);
   } catch (err) {
     if (err instanceof BenchError) {

@@ -4,45 +4,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { benchCli as cli, tempDir } from '../harness/bench.js';
 import { freePort, isAlive, sharedPostgres, type PgServer } from '../harness/postgres.js';
-import { CLI_PATH, pgtideWith, track } from '../harness/pgtide.js';
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run `node dist/cli.js ...args` with TMPDIR = `tmp` (so its work dir is findable) and no PG* variables. */
-function cli(args: string[], tmp: string, timeoutMs = 90_000, extraEnv: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG') && k !== 'NODE_TEST_CONTEXT') env[k] = v;
-    Object.assign(env, { TMPDIR: tmp }, extraEnv);
-    const p = spawn(process.execPath, [CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`pgtide ${args.join(' ')} still running after ${timeoutMs / 1000} s\n${stdout}${stderr}`));
-    }, timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function tempDir(t: { after(fn: () => unknown): unknown }): string {
-  const dir = mkdtempSync('/tmp/pgtide-bench-test-');
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { pgtideWith, track } from '../harness/pgtide.js';
 
 /** A database of its own, so that backends of tests running alongside (in database app) are not counted. */
 const DB = 'pgtide_bench_it';
@@ -152,7 +118,7 @@ test('pgtide bench without a mode prints its usage; --help; pgtide --help mentio
   const tmp = tempDir(t);
   const none = await cli(['bench'], tmp, 10_000);
   assert.equal(none.code, 1);
-  assert.match(none.stderr, /no mode given \(--before-after\)/);
+  assert.match(none.stderr, /no mode given \(--before-after or --compare\)/);
   assert.match(none.stderr, /Usage:\n\s+pgtide bench --before-after \[OPTION\]\.\.\. POSTGRES_URL/);
   const help = await cli(['bench', '--help'], tmp, 10_000);
   assert.equal(help.code, 0);

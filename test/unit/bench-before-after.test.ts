@@ -120,8 +120,8 @@ tps = 139.473130 (including reconnection times)
 `;
 
   it('the summary with -C', () => {
-    assert.deepEqual(parseSummary(summary), { tps: 139.47313, requests: 437, failed: 0, avgConnMs: 12.169, latencyAvgMs: 860.381 });
-    assert.deepEqual(parseSummary(''), { tps: undefined, requests: undefined, failed: undefined, avgConnMs: undefined, latencyAvgMs: undefined });
+    assert.deepEqual(parseSummary(summary), { tps: 139.47313, tpsNoConnect: undefined, requests: 437, failed: 0, avgConnMs: 12.169, latencyAvgMs: 860.381 });
+    assert.deepEqual(parseSummary(''), { tps: undefined, tpsNoConnect: undefined, requests: undefined, failed: undefined, avgConnMs: undefined, latencyAvgMs: undefined });
   });
 
   it('progress lines', () => {
