@@ -1,62 +1,13 @@
 // Benchmark process helpers: CPU time and memory from /proc, child lookup, TCP readiness, and pgbench-style program runs that keep partial output.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { onProcessExit } from '../test/harness/postgres.js';
 
-/** Clock ticks per second for /proc/<pid>/stat times (`getconf CLK_TCK`, 100 if that fails). */
-export const CLK_TCK: number = (() => {
-  try {
-    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-    return n > 0 ? n : 100;
-  } catch {
-    return 100;
-  }
-})();
+export { CLK_TCK, cpuTicks, childrenOf, treeCpuTicks } from '../src/bench/proccpu.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Fields of /proc/<pid>/stat after the `(comm)` part: [0] = state (field 3), [1] = ppid (field 4), … */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2).trim().split(' ');
-  } catch {
-    return undefined;
-  }
-}
-
-/** utime+stime of a process (all its threads) in clock ticks; undefined if it is gone. */
-export function cpuTicks(pid: number): number | undefined {
-  const f = statFields(pid);
-  if (!f) return undefined;
-  return Number(f[11]) + Number(f[12]); // fields 14 (utime) and 15 (stime)
-}
-
-/** Pids whose parent is `ppid` (a scan of /proc: cheap, and works without CONFIG_PROC_CHILDREN). */
-export function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const f = statFields(Number(name));
-    if (f && Number(f[1]) === ppid) out.push(Number(name));
-  }
-  return out;
-}
-
-/**
- * CPU ticks of a process tree one level deep (e.g. the postmaster and its backends): its own utime+stime, the
- * cutime+cstime of children it has already reaped, plus utime+stime of its live children. Deltas of this stay
- * consistent while backends come and go (a backend's time moves from "live child" to "reaped" when it exits).
- */
-export function treeCpuTicks(pid: number): number | undefined {
-  const f = statFields(pid);
-  if (!f) return undefined;
-  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
-  for (const c of childrenOf(pid)) ticks += cpuTicks(c) ?? 0;
-  return ticks;
-}
 
 /** Resident memory of a process in KiB: VmRSS from /proc/<pid>/status and Pss from /proc/<pid>/smaps_rollup; undefined if gone. */
 export function memoryKiB(pid: number): { rssKiB: number; pssKiB?: number } | undefined {

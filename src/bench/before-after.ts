@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { BenchArgs } from '../cli/bench-args.js';
 import { VERSION_LINE } from '../version.js';
 import { PgClient, PgClientError } from './pg-client.js';
-import { findPgbench, killAllPgbench, PgbenchMissing, REQUEST_SCRIPT, runPgbench, TRANSACTIONS_PER_REQUEST, type PgbenchEndpoint } from './pgbench.js';
+import { cleanUpOnInterrupt, findPgbench, killAllPgbench, PgbenchMissing, REQUEST_SCRIPT, runPgbench, TRANSACTIONS_PER_REQUEST, type PgbenchEndpoint } from './pgbench.js';
 import { backendMemoryUnreadable, isPostgresBackend, pssKb, rssKb } from './procmem.js';
 import { fmt, renderReport, seedRows, type Mode, type StepResult } from './report.js';
 import { describeTarget, isLocalAddress, parseTarget, redact, TargetError, type BenchTarget } from './target.js';
@@ -154,14 +154,7 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
     }
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   };
-  const onSignal = (sig: NodeJS.Signals) => {
-    process.stderr.write(`\npgtide bench: ${sig}, stopping pgbench and the temporary pgtide\n`);
-    cleanupSync();
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('exit', cleanupSync);
+  const unhook = cleanUpOnInterrupt('pgbench and the temporary pgtide', cleanupSync);
 
   try {
     const [info] = await monitor.query(
@@ -346,8 +339,6 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
     if (pooler) await pooler.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     tmp = undefined;
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    process.removeListener('exit', cleanupSync);
+    unhook();
   }
 }

@@ -11,7 +11,7 @@ import { VERSION_LINE } from '../version.js';
 import { BenchError } from './before-after.js';
 import { renderCompare, TARGET_NAMES, type CompareRun, type CompareTarget } from './compare-report.js';
 import { PgClient, PgClientError } from './pg-client.js';
-import { countIn, findPgbench, killAllPgbench, PgbenchMissing, runPgbench, SELECT_SCRIPT, type PgbenchEndpoint, type PgbenchRun } from './pgbench.js';
+import { cleanUpOnInterrupt, countIn, findPgbench, killAllPgbench, PgbenchMissing, runPgbench, SELECT_SCRIPT, type PgbenchEndpoint, type PgbenchRun } from './pgbench.js';
 import { findPgbouncer, pgbouncerDir, pgbouncerUser, pgbouncerVersion, startTempPgbouncer, tracksPrepared, type RunAs } from './pgbouncer.js';
 import { CLK_TCK, cpuTicks, parentPid, treeCpuTicks } from './proccpu.js';
 import { isPostgresBackend } from './procmem.js';
@@ -212,14 +212,7 @@ export async function runCompare(a: BenchArgs): Promise<number> {
     }
     for (const d of [tmp, bouncerDir]) if (d) rmSync(d, { recursive: true, force: true });
   };
-  const onSignal = (sig: NodeJS.Signals) => {
-    process.stderr.write(`\npgtide bench: ${sig}, stopping pgbench and the temporary poolers\n`);
-    cleanupSync();
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('exit', cleanupSync);
+  const unhook = cleanUpOnInterrupt('pgbench and the temporary poolers', cleanupSync);
 
   try {
     tmp = mkdtempSync(join(tmpdir(), 'pgtide-bench-'));
@@ -425,8 +418,6 @@ export async function runCompare(a: BenchArgs): Promise<number> {
     for (const d of [tmp, bouncerDir]) if (d) rmSync(d, { recursive: true, force: true });
     tmp = undefined;
     bouncerDir = undefined;
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    process.removeListener('exit', cleanupSync);
+    unhook();
   }
 }

@@ -304,3 +304,23 @@ export function runPgbench(o: PgbenchRunOptions): Promise<PgbenchRun> {
     });
   });
 }
+
+/**
+ * While a bench runs: Ctrl-C or SIGTERM runs `cleanupSync` (stop pgbench and the temporary poolers, remove their
+ * files), then exits with 130; a plain exit runs it too. Returns the function that takes these hooks away again.
+ */
+export function cleanUpOnInterrupt(what: string, cleanupSync: () => void): () => void {
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`\npgtide bench: ${sig}, stopping ${what}\n`);
+    cleanupSync();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', cleanupSync);
+  return () => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('exit', cleanupSync);
+  };
+}

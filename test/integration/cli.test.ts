@@ -3,34 +3,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, isAlive, type PgServer } from '../harness/postgres.js';
-import { startPgtide, iniFor, track, CLI_PATH, type PgtideContext, type Pgtide } from '../harness/pgtide.js';
+import { startPgtide, iniFor, track, runCli, type CliResult, type PgtideContext, type Pgtide } from '../harness/pgtide.js';
 import { waitFor } from '../harness/util.js';
 
 /** Run `node dist/cli.js ...args` to completion (10 s at most). */
-function cli(args: string[], cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.NODE_TEST_CONTEXT;
-    const p = spawn(process.execPath, [CLI_PATH, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`pgtide ${args.join(' ')} still running after 10 s\n${stdout}${stderr}`));
-    }, 10_000);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[], cwd?: string): Promise<CliResult> => runCli(args, { cwd });
 
 /** 1-based line number of the first line of `text` containing `needle`. */
 function lineOf(text: string, needle: string): number {
