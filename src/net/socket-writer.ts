@@ -70,25 +70,13 @@ export interface WriterOwner {
 // runs on the other core, reads the one reply, and sleeps again until the next. Written together at the end of the
 // turn, they wake it once. pgbench at 100 clients makes 40 % fewer poll calls per transaction that way, and needs
 // a fifth less CPU (docs/benchmarks.md). The bytes are copied into one slab (they may come from a read buffer that
-// is reused at once); a socket's batched bytes always go before anything else written to it. A reply that comes
-// after a quiet spell is written at once, so a lone client does not wait for the turn's end.
+// is reused at once); a socket's batched bytes always go before anything else written to it.
 
 /** Writes larger than this are not batched (the copy would cost more than the wake-up it saves). */
 const BATCH_MAX_PIECE = 8192;
 const SLAB_SIZE = 64 * 1024;
 /** PGTIDE_BATCH=0 turns batching off (to compare). */
 const BATCHING = process.env.PGTIDE_BATCH !== '0';
-/**
- * A reply that comes more than this long (ms) after the one before is written at once: at low load a turn holds one
- * reply, and waiting for the turn's end would only add latency (and a setImmediate per reply).
- */
-let batchGapMs = 0.05;
-let lastSoon = 0;
-
-/** Set the gap above which a reply is written at once (tests: 0 = always at once, Infinity = always batched). */
-export function setBatchGap(ms: number): void {
-  batchGapMs = ms;
-}
 
 let slab: Buffer | null = null;
 let slabUsed = 0;
@@ -148,10 +136,6 @@ export class SocketWriter {
       (sock as { encrypted?: boolean }).encrypted) {
       return this.write(data);
     }
-    const now = performance.now();
-    const gap = now - lastSoon;
-    lastSoon = now;
-    if (gap > batchGapMs && batchWriters.length === 0) return this.write(data);
     let s = slab;
     if (s === null || slabUsed + len > SLAB_SIZE) {
       flushBatch();

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { setBatchGap, SocketWriter } from '../../src/net/socket-writer.js';
+import { SocketWriter } from '../../src/net/socket-writer.js';
 
 interface Pair {
   w: SocketWriter;
@@ -51,9 +51,6 @@ function countWrites(s: net.Socket): () => number {
 }
 
 const turn = () => new Promise((r) => setImmediate(r));
-
-// every writeSoon() batched, whatever the time between them (the gap rule has its own test below)
-setBatchGap(Infinity);
 
 test('writes of one turn go out at its end, one native write per socket; order kept against write() and large pieces', async () => {
   const { ps, close } = await pairs(3);
@@ -144,28 +141,5 @@ test('a peer that stops reading: its batched bytes wait in libuv (the slab is no
   await Promise.all([p.ended, q.ended]);
   assert.equal(p.got().toString(), expect.join(''));
   assert.equal(q.got().toString(), expectQ.join(''));
-  close();
-});
-
-test('a reply after a quiet spell is written at once (no wait for the turn to end); one close behind it is batched', async () => {
-  const { ps, close } = await pairs(1);
-  const p = ps[0]!;
-  const count = countWrites(p.server);
-  try {
-    setBatchGap(0.05);
-    await new Promise((r) => setTimeout(r, 20)); // quiet for 20 ms
-    p.w.writeSoon(Buffer.from('first;'));
-    assert.equal(count(), 1, 'written at once');
-    setBatchGap(Infinity); // the next one counts as close behind, however slow this machine is
-    p.w.writeSoon(Buffer.from('second;'));
-    assert.equal(count(), 1, 'batched');
-    await turn();
-    assert.equal(count(), 2);
-  } finally {
-    setBatchGap(Infinity);
-  }
-  p.server.end();
-  await p.ended;
-  assert.equal(p.got().toString(), 'first;second;');
   close();
 });
