@@ -106,18 +106,29 @@ function connectFailure(e: unknown): string {
   return e instanceof PgClientError && e.stage === 'connect' ? 'cannot connect to' : 'cannot log in to';
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Run the before/after benchmark; resolves to the exit code. Throws BenchError for problems before measuring. */
-export async function runBeforeAfter(a: BenchArgs): Promise<number> {
+/** The start of a bench run: its clock, its progress line on stderr ("[pgtide bench 12 s] …"), and the URL it needs. */
+export function benchStart(a: BenchArgs): { t0: number; say: (msg: string) => void; url: string; pgbench: string } {
   const t0 = Date.now();
   const say = (msg: string) => process.stderr.write(`[pgtide bench ${((Date.now() - t0) / 1000).toFixed(0)} s] ${msg}\n`);
   if (!a.url) throw new BenchError('missing POSTGRES_URL (postgres://user:password@host:port/database); see pgtide bench --help');
+  try {
+    return { t0, say, url: a.url, pgbench: findPgbench(a.pgbench) };
+  } catch (e) {
+    if (e instanceof PgbenchMissing) throw new BenchError(e.message);
+    throw e;
+  }
+}
+
+/** Run the before/after benchmark; resolves to the exit code. Throws BenchError for problems before measuring. */
+export async function runBeforeAfter(a: BenchArgs): Promise<number> {
+  const { t0, say, url, pgbench } = benchStart(a);
 
   let target: BenchTarget;
   let pooledTarget: BenchTarget | undefined;
   try {
-    target = parseTarget(a.url, process.env.PGPASSWORD);
+    target = parseTarget(url, process.env.PGPASSWORD);
     if (a.pooledUrl) pooledTarget = parseTarget(a.pooledUrl, target.password);
   } catch (e) {
     if (e instanceof TargetError) throw new BenchError(e.message);
@@ -125,13 +136,6 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
   }
   const notes: string[] = [];
   for (const t of [target, pooledTarget]) if (t?.ignored.length) notes.push(`URL parameters ignored: ${t.ignored.join(', ')}`);
-  let pgbench: string;
-  try {
-    pgbench = findPgbench(a.pgbench);
-  } catch (e) {
-    if (e instanceof PgbenchMissing) throw new BenchError(e.message);
-    throw e;
-  }
 
   say(`connecting to PostgreSQL at ${describeTarget(target)} as ${target.user}, database ${target.database}`);
   let monitor: PgClient;
@@ -289,7 +293,7 @@ export async function runBeforeAfter(a: BenchArgs): Promise<number> {
     }
 
     // ---- the report
-    const directDesc = `pgbench → PostgreSQL at ${describeTarget(target)} (${redact(a.url)})`;
+    const directDesc = `pgbench → PostgreSQL at ${describeTarget(target)} (${redact(url)})`;
     if (a.protocol !== 'simple') notes.push(`pgbench -M ${a.protocol}.`);
     notes.push(`pgbench runs on this machine with -j ${threads} (threads)${a.threads === undefined ? ', one per CPU' : ''}; it competes for the CPUs with PostgreSQL and the pooler. ` +
       'pgbench opens connections synchronously within each thread, so with few threads a slow connection also holds up the other clients of its thread; ' +

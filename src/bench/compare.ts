@@ -8,10 +8,10 @@ import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type as
 import { join } from 'node:path';
 import type { BenchArgs, BenchProtocol } from '../cli/bench-args.js';
 import { VERSION_LINE } from '../version.js';
-import { BenchError } from './before-after.js';
+import { BenchError, benchStart, sleep } from './before-after.js';
 import { renderCompare, TARGET_NAMES, type CompareRun, type CompareTarget } from './compare-report.js';
 import { PgClient, PgClientError } from './pg-client.js';
-import { cleanUpOnInterrupt, countIn, findPgbench, killAllPgbench, PgbenchMissing, runPgbench, SELECT_SCRIPT, type PgbenchEndpoint, type PgbenchRun } from './pgbench.js';
+import { cleanUpOnInterrupt, countIn, killAllPgbench, runPgbench, SELECT_SCRIPT, type PgbenchEndpoint, type PgbenchRun } from './pgbench.js';
 import { findPgbouncer, pgbouncerDir, pgbouncerUser, pgbouncerVersion, startTempPgbouncer, tracksPrepared, type RunAs } from './pgbouncer.js';
 import { CLK_TCK, cpuTicks, parentPid, treeCpuTicks } from './proccpu.js';
 import { isPostgresBackend } from './procmem.js';
@@ -121,29 +121,18 @@ function firstLine(cmd: string, args: string[]): string | undefined {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Run the side-by-side benchmark; resolves to the exit code. Throws BenchError for problems before measuring. */
 export async function runCompare(a: BenchArgs): Promise<number> {
-  const t0 = Date.now();
-  const say = (msg: string) => process.stderr.write(`[pgtide bench ${((Date.now() - t0) / 1000).toFixed(0)} s] ${msg}\n`);
-  if (!a.url) throw new BenchError('missing POSTGRES_URL (postgres://user:password@host:port/database); see pgtide bench --help');
+  const { t0, say, url, pgbench } = benchStart(a);
   let target: BenchTarget;
   try {
-    target = parseTarget(a.url, process.env.PGPASSWORD);
+    target = parseTarget(url, process.env.PGPASSWORD);
   } catch (e) {
     if (e instanceof TargetError) throw new BenchError(e.message);
     throw e;
   }
   const notes: string[] = [];
   if (target.ignored.length) notes.push(`URL parameters ignored: ${target.ignored.join(', ')}`);
-  let pgbench: string;
-  try {
-    pgbench = findPgbench(a.pgbench);
-  } catch (e) {
-    if (e instanceof PgbenchMissing) throw new BenchError(e.message);
-    throw e;
-  }
 
   // PgBouncer: found, or why not
   let bouncerBin: string | undefined;
@@ -229,7 +218,7 @@ export async function runCompare(a: BenchArgs): Promise<number> {
     const endpoints = new Map<CompareTarget, { ep: PgbenchEndpoint; pooler?: TempPooler; desc: string }>();
     endpoints.set('direct', {
       ep: { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, sslmode: target.sslmode },
-      desc: `pgbench → PostgreSQL at ${describeTarget(target)} (${redact(a.url)}), sslmode=${target.sslmode}${ssl === 't' ? ' (TLS in use)' : ssl === 'f' ? ' (no TLS in use)' : ''}`,
+      desc: `pgbench → PostgreSQL at ${describeTarget(target)} (${redact(url)}), sslmode=${target.sslmode}${ssl === 't' ? ' (TLS in use)' : ssl === 'f' ? ' (no TLS in use)' : ''}`,
     });
     const probe = async (name: string, p: TempPooler) => {
       const t: BenchTarget = { host: p.host, port: p.port, user: target.user, password: target.password, database: target.database, sslmode: 'disable', ignored: [] };
