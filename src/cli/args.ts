@@ -13,6 +13,28 @@ export interface CliArgs {
 
 export class UsageError extends Error {}
 
+/**
+ * A subcommand's arguments (`pgtide NAME …`), or its exit code when there is nothing more to do: bad arguments are
+ * one line on stderr (exit code 1), --help prints `usage` (exit code 0).
+ */
+export function subcommandArgs<T extends { help: boolean }>(name: string, argv: string[], parse: (argv: string[]) => T, usage: string): T | number {
+  let args: T;
+  try {
+    args = parse(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`pgtide ${name}: ${err.message}\nTry "pgtide ${name} --help" for more information.\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (args.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  return args;
+}
+
 export const USAGE = `pgtide is a PostgreSQL connection pooler that reads PgBouncer's configuration.
 
 Usage:

@@ -1,24 +1,12 @@
 /* `pgtide bench …`: the subcommand's entry: arguments, help, the mode, and errors as one line with exit code 1. */
 
-import { UsageError } from './args.js';
-import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './bench-args.js';
+import { subcommandArgs } from './args.js';
+import { BENCH_USAGE, parseBenchArgs } from './bench-args.js';
 
 /** Run `pgtide bench` with the arguments after "bench"; resolves to the exit code. */
 export async function benchMain(argv: string[]): Promise<number> {
-  let args: BenchArgs;
-  try {
-    args = parseBenchArgs(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`pgtide bench: ${err.message}\nTry "pgtide bench --help" for more information.\n`);
-      return 1;
-    }
-    throw err;
-  }
-  if (args.help) {
-    process.stdout.write(BENCH_USAGE);
-    return 0;
-  }
+  const args = subcommandArgs('bench', argv, parseBenchArgs, BENCH_USAGE);
+  if (typeof args === 'number') return args;
   if (!args.beforeAfter && !args.compare) {
     process.stderr.write(`pgtide bench: no mode given (--before-after or --compare)\n\n${BENCH_USAGE}`);
     return 1;

@@ -1,25 +1,13 @@
 /* `pgtide demo …`: the subcommand's entry: arguments, help, and a problem before the demo is up as one line with exit
  * code 1. */
 
-import { UsageError } from './args.js';
-import { DEMO_USAGE, parseDemoArgs, type DemoArgs } from './demo-args.js';
+import { subcommandArgs } from './args.js';
+import { DEMO_USAGE, parseDemoArgs } from './demo-args.js';
 
 /** Run `pgtide demo` with the arguments after "demo"; resolves to the exit code once the demo has stopped. */
 export async function demoMain(argv: string[]): Promise<number> {
-  let args: DemoArgs;
-  try {
-    args = parseDemoArgs(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`pgtide demo: ${err.message}\nTry "pgtide demo --help" for more information.\n`);
-      return 1;
-    }
-    throw err;
-  }
-  if (args.help) {
-    process.stdout.write(DEMO_USAGE);
-    return 0;
-  }
+  const args = subcommandArgs('demo', argv, parseDemoArgs, DEMO_USAGE);
+  if (typeof args === 'number') return args;
   const { Interrupted, runDemo } = await import('../demo/demo.js');
   try {
     return await runDemo(args);

@@ -113,6 +113,14 @@ function flushBatch(): void {
   if (held) slab = null; // a fresh one next time; this one lives until its writes are done
 }
 
+/**
+ * Writes to this socket must go through socket.write() (also when there is no native binding): bytes still in the
+ * stream layer (they go first), not connected or not writable yet, or TLS.
+ */
+function streamOnly(sock: Socket): boolean {
+  return sock.writableLength !== 0 || sock.connecting || !sock.writable || (sock as { encrypted?: boolean }).encrypted === true;
+}
+
 export class SocketWriter {
   /** Fast writes libuv has not finished yet (their buffers must not be reused). */
   private pending = 0;
@@ -132,8 +140,7 @@ export class SocketWriter {
   writeSoon(data: Buffer): boolean {
     const len = data.length;
     const sock = this.sock;
-    if (!BATCHING || len > BATCH_MAX_PIECE || this.pending > 0 || binding === null || sock.writableLength !== 0 || sock.connecting || !sock.writable ||
-      (sock as { encrypted?: boolean }).encrypted) {
+    if (!BATCHING || len > BATCH_MAX_PIECE || this.pending > 0 || binding === null || streamOnly(sock)) {
       return this.write(data);
     }
     let s = slab;
@@ -168,7 +175,7 @@ export class SocketWriter {
     if (this.batched) flushBatch();
     const sock = this.sock;
     const h = (sock as unknown as { _handle: StreamHandle | null })._handle;
-    if (binding === null || h === null || sock.writableLength !== 0 || sock.connecting || !sock.writable || (sock as { encrypted?: boolean }).encrypted) {
+    if (binding === null || h === null || streamOnly(sock)) {
       if (sock.write(data)) return true;
       if (!this.drainHooked) {
         // listened to only once the stream layer is full (idle connections carry no 'drain' listener)
