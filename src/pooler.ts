@@ -1,6 +1,7 @@
 /* The pooler: owns the configuration, listeners, databases, users and pools; logs clients in;
  * routes cancel requests; reloads and shuts down. The library API and the CLI both drive this. */
 
+import { setBusyPoll } from './net/spin.js';
 import net from 'node:net';
 import { existsSync, unlinkSync, chmodSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
@@ -159,6 +160,7 @@ export class Pooler extends EventEmitter {
     this.cluster = cluster;
     this.config = config;
     this.settings = config.settings;
+    setBusyPoll(config.settings.busy_poll_us);
     this.clientTls = buildClientTls(config.settings);
     this.serverTls = buildServerTls(config.settings);
     this.hba = loadHba(config.settings);
@@ -689,6 +691,7 @@ export class Pooler extends EventEmitter {
 
   /** Settings changed (RELOAD, SET): a bigger pool may serve its waiting clients now. */
   settingsChanged(): void {
+    setBusyPoll(this.settings.busy_poll_us);
     for (const p of this.pools()) if (p.waitingClients.count > 0) p.launchIfNeeded();
   }
 

@@ -1,6 +1,7 @@
 /* Client connections: startup and login, then the request path (client → server) with the counting
  * that decides when a server may go back to the pool. */
 
+import { ioActivity } from '../net/spin.js';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { SocketWriter } from '../net/socket-writer.js';
@@ -352,6 +353,7 @@ export class ClientConn extends Framer implements ListNode {
   }
 
   private onData(chunk: Buffer): void {
+    ioActivity();
     this.lastActivity = clock.now;
     if (this.forwarding) {
       this.pool!.stats.received(chunk.length);

@@ -36,6 +36,7 @@ import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
+import { ioActivity } from '../net/spin.js';
 import { newServerId } from '../cluster/identity.js';
 
 const enum After {
@@ -202,6 +203,7 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   private onRead(n: number, buf: Uint8Array): boolean {
+    ioActivity();
     if (this.sslPending) {
       this.onSslAnswer(buf as Buffer, n);
       return !this.closed;

@@ -1,6 +1,6 @@
 // Pooler settings no other file covers, each in its own pgtide with small timeouts: connect_query,
 // server_check_query / server_check_delay, server_reset_query_always, server_round_robin, FunctionCall pass-through,
-// log_stats / stats_period, the unix socket (unix_socket_dir), autodb_idle_timeout and log_pooler_errors.
+// log_stats / stats_period, the unix socket (unix_socket_dir), autodb_idle_timeout, log_pooler_errors and busy_poll_us.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { sharedPostgres, pgBin, pgEnv, run, type PgServer } from '../harness/postgres.js';
 import { pgtideWith, track, type Pgtide } from '../harness/pgtide.js';
-import { appClient, sleep, stillServes, waitFor, type Ctx, type PgError } from '../harness/util.js';
+import { appClient, consoleRows, sleep, stillServes, waitFor, type Ctx, type PgError } from '../harness/util.js';
 
 /** Database whose statements PostgreSQL logs (log_statement = all), to see what the pooler sends before a query. */
 const CHK_DB = 'settings_chk';
@@ -418,4 +418,30 @@ test('log_pooler_errors: 1 (default) logs "pooler error:" for an error sent to a
     else assert.doesNotMatch(b.log(), /pooler error:/);
     await stillServes(b);
   }
+});
+
+// ---- busy_poll_us ----
+
+test('busy_poll_us = 50: 8 clients through 2 servers get every named-statement answer right; SET changes it live, out of range is refused', async (t) => {
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, busy_poll_us: 50, admin_users: 'app' }));
+  const configValue = async () => (await consoleRows(b, 'SHOW CONFIG')).find((r) => r.key === 'busy_poll_us')?.value;
+  assert.equal(await configValue(), '50');
+
+  const clients = await Promise.all(Array.from({ length: 8 }, () => appClient(t, b)));
+  await Promise.all(clients.map(async (c, ci) => {
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await c.query<{ n: number }>({ name: 'bp_sum', text: 'select $1::int + $2::int as n', values: [ci, i] });
+      assert.equal(rows[0]!.n, ci + i);
+    }
+  }));
+
+  const admin = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') }));
+  await admin.connect();
+  assert.equal((await admin.query('SET busy_poll_us = 0')).command, 'SET');
+  assert.equal(await configValue(), '0');
+  await assert.rejects(admin.query('SET busy_poll_us = 5000'), (e: PgError & { detail?: string }) =>
+    e.message === 'SET failed' && /busy_poll_us/.test(e.detail ?? ''));
+  assert.equal(await configValue(), '0');
+  const { rows } = await clients[0]!.query<{ n: number }>({ name: 'bp_sum', text: 'select $1::int + $2::int as n', values: [40, 2] });
+  assert.equal(rows[0]!.n, 42);
 });
