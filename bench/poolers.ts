@@ -9,8 +9,12 @@ import { childrenOf, sleep, tcpAccepts } from './procs.js';
 
 /** 'pgtide-bare': pgtide with session_state_policy = allow and max_prepared_statements = 0 (what the transaction-mode
  * safety costs: statements are not looked at, Parse/Bind are not tracked). 'pgtide-w2': pgtide with workers = 2
- * (a primary and two worker processes; its CPU is the sum of all three, see run.ts). */
-export type PoolerKind = 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2';
+ * (a primary and two worker processes; its CPU is the sum of all three, see run.ts). 'pgtide-busy': pgtide with
+ * busy_poll_us = BUSY_POLL_US (polling instead of sleeping between a request and its reply; run at 1 client). */
+export type PoolerKind = 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2' | 'pgtide-busy';
+
+/** busy_poll_us of the 'pgtide-busy' target: longer than a select-only round trip through PostgreSQL here. */
+export const BUSY_POLL_US = 50;
 
 export const PGBOUNCER_BIN = '/usr/sbin/pgbouncer';
 export const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -172,6 +176,7 @@ function launch(kind: PoolerKind, port: number, s: PoolerSettings): Pooler {
   let extra = kind !== 'pgbouncer' ? (process.env.BENCH_PGTIDE_SETTINGS ?? '').split(',').filter(Boolean).map((kv) => `${kv.trim()}\n`).join('') : '';
   if (kind === 'pgtide-bare') extra += 'session_state_policy = allow\nmax_prepared_statements = 0\n';
   if (kind === 'pgtide-w2') extra += 'workers = 2\n';
+  if (kind === 'pgtide-busy') extra += `busy_poll_us = ${BUSY_POLL_US}\n`;
   writeFileSync(ini, poolerIni(dir, port, s) + extra, { mode: 0o644 });
   writeFileSync(join(dir, 'userlist.txt'), userlist(s.users), { mode: 0o644 });
 

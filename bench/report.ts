@@ -7,14 +7,16 @@ import { cpus, release, totalmem, type } from 'node:os';
 import { pgBin } from '../test/harness/postgres.js';
 import type { IdleRecord, IdleTarget } from './idle.js';
 import type { PgbenchResult, Workload } from './pgbench.js';
+import { BUSY_POLL_US } from './poolers.js';
 
-export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2';
+export type Target = 'direct' | 'pgbouncer' | 'pgtide' | 'pgtide-bare' | 'pgtide-w2' | 'pgtide-busy';
 export const TARGET_LABEL: Record<Target, string> = {
   direct: 'direct PostgreSQL',
   pgbouncer: 'PgBouncer',
   pgtide: 'pgtide',
   'pgtide-bare': 'pgtide, no statement tracking',
   'pgtide-w2': 'pgtide, workers = 2',
+  'pgtide-busy': `pgtide, busy_poll_us = ${BUSY_POLL_US}`,
 };
 export const IDLE_LABEL: Record<IdleTarget, string> = {
   'bare-node': 'bare Node.js socket server',
@@ -22,6 +24,7 @@ export const IDLE_LABEL: Record<IdleTarget, string> = {
   pgtide: TARGET_LABEL.pgtide,
   'pgtide-bare': TARGET_LABEL['pgtide-bare'],
   'pgtide-w2': TARGET_LABEL['pgtide-w2'],
+  'pgtide-busy': TARGET_LABEL['pgtide-busy'],
 };
 
 export interface Machine {
@@ -145,6 +148,8 @@ export function summarize(records: RunRecord[], workloads: Workload[], targets: 
     const byTarget = new Map<Target, Summary>();
     for (const t of targets) {
       const rs = records.filter((r) => r.workload === w.id && r.target === t);
+      // pgtide-busy runs the 1-client workloads only: no empty rows for the rest
+      if (rs.length === 0 && t === 'pgtide-busy') continue;
       const ok = rs.filter((r) => !r.error);
       const s: Summary = {
         workload: w.id,
@@ -216,6 +221,32 @@ export function ratiosTable(ratios: Ratio[]): string {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of ratios) lines.push(`| ${r.label} | ${fRatio(r.tpsVsPgbouncer)} | ${fRatio(r.tpsVsDirect)} | ${fRatio(r.p99VsPgbouncer)} | ${fRatio(r.poolerCpuVsPgbouncer)} | ${fRatio(r.serverCpuVsDirect)} |`);
+  return lines.join('\n');
+}
+
+/**
+ * Latency each pooler adds over direct PostgreSQL at 1 client (issue 6: pgtide's ≤ PgBouncer's), from the average
+ * latencies: target − direct, same workload (for -M prepared, PgBouncer's is that of -M extended over direct -M extended).
+ */
+export function addedLatencyTable(summaries: Summary[], workloads: Workload[]): string {
+  const one = workloads.filter((w) => w.clients === 1 && (w.kind === 'simple' || w.kind === 'extended' || w.kind === 'prepared'));
+  if (one.length === 0) return '';
+  const us = (ms: number | undefined) => (ms === undefined ? undefined : ms * 1000);
+  const get = (id: string, t: Target) => us(summaries.find((s) => s.workload === id && s.target === t)?.latencyAvgMs);
+  const added = (id: string, t: Target, directId = id) => {
+    const a = get(id, t);
+    const d = get(directId, 'direct');
+    return a === undefined || d === undefined ? undefined : a - d;
+  };
+  const lines = [
+    `| Workload | direct PostgreSQL latency (µs) | added by PgBouncer (µs) | added by pgtide (µs) | added by ${TARGET_LABEL['pgtide-busy']} (µs) |`,
+    '| --- | ---: | ---: | ---: | ---: |',
+  ];
+  for (const w of one) {
+    const bouncer = w.kind === 'prepared' ? added(`extended-c1`, 'pgbouncer') : added(w.id, 'pgbouncer');
+    const label = w.kind === 'prepared' ? `${w.label} (PgBouncer: -M extended)` : w.label;
+    lines.push(`| ${label} | ${f(get(w.id, 'direct'), 0)} | ${f(bouncer, 0)} | ${f(added(w.id, 'pgtide'), 0)} | ${f(added(w.id, 'pgtide-busy'), 0)} |`);
+  }
   return lines.join('\n');
 }
 

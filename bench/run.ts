@@ -13,7 +13,7 @@ import { CLK_TCK, cpuTicks, hostCpu, openFilesLimit, sleep, treeCpuTicks } from 
 import { authMethod, type Login } from './clients.js';
 import { measureIdle, type IdleRecord, type IdleTarget } from './idle.js';
 import {
-  describeMachine, IDLE_LABEL, idleTable, machineList, ratiosTable, resultsTable, roundsTable, summarize, summarizeIdle, TARGET_LABEL,
+  addedLatencyTable, describeMachine, IDLE_LABEL, idleTable, machineList, ratiosTable, resultsTable, roundsTable, summarize, summarizeIdle, TARGET_LABEL,
   type RunRecord, type Target,
 } from './report.js';
 
@@ -43,10 +43,11 @@ function envList<T extends string>(name: string, all: readonly T[], defaults: re
   return all.filter((a) => items.includes(a)); // canonical order
 }
 
-const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-bare', 'pgtide-w2'] as const;
+const ALL_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-busy', 'pgtide-bare', 'pgtide-w2'] as const;
 /** pgtide-bare (what transaction-mode safety costs) and pgtide-w2 (workers = 2) only when asked for:
- * BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare,pgtide-w2 */
-const DEFAULT_TARGETS = ['direct', 'pgbouncer', 'pgtide'] as const;
+ * BENCH_TARGETS=direct,pgbouncer,pgtide,pgtide-bare,pgtide-w2. pgtide-busy (busy_poll_us) runs the 1-client
+ * select-only workloads only (see skipped). */
+const DEFAULT_TARGETS = ['direct', 'pgbouncer', 'pgtide', 'pgtide-busy'] as const;
 /** `idle` is the idle-client memory phase (not pgbench). */
 const ALL_WORKLOADS = ['simple', 'extended', 'prepared', 'connect', 'tpcb', 'idle'] as const;
 
@@ -178,7 +179,7 @@ function plannedSeconds(targets: readonly Target[]): number {
       s += cfg.rounds * (cfg.seconds + 0.8 + (w.kind === 'connect' ? 0 : w.clients * (t === 'direct' ? 0.01 : 0.0015)) + (w.kind === 'tpcb' ? 0.5 : 0));
     }
   }
-  const idleProcesses = 1 + targets.filter((t) => t !== 'direct').length;
+  const idleProcesses = idleTargetsOf(targets).length;
   if (idlePhase) for (const n of cfg.idleClients) s += cfg.idleRounds * idleProcesses * (5 + (0.4 * n) / 1000);
   return s;
 }
@@ -186,8 +187,19 @@ function plannedSeconds(targets: readonly Target[]): number {
 /**
  * PgBouncer 1.18 (Debian 12) has no prepared-statement tracking: -M prepared fails in transaction mode, so pgtide's
  * -M prepared is compared with PgBouncer's -M extended instead (report.ts); pgtide-bare does not track them either.
+ * pgtide-busy is for the 1-client latency (busy polling is meant for low concurrency): select-only at 1 client only.
  */
-const skipped = (w: Workload, t: Target) => w.kind === 'prepared' && (t === 'pgbouncer' || t === 'pgtide-bare');
+const skipped = (w: Workload, t: Target) =>
+  (w.kind === 'prepared' && (t === 'pgbouncer' || t === 'pgtide-bare')) ||
+  (t === 'pgtide-busy' && (w.clients !== 1 || (w.kind !== 'simple' && w.kind !== 'extended' && w.kind !== 'prepared')));
+
+/**
+ * The idle-memory phase's processes: the bare Node.js server and each pooler target, but pgtide-w2 (its memory is
+ * spread over several processes) and pgtide-busy (busy polling does not change what an idle client holds).
+ */
+function idleTargetsOf(targets: readonly Target[]): IdleTarget[] {
+  return ['bare-node', ...targets.filter((t): t is PoolerKind => t !== 'direct' && t !== 'pgtide-w2' && t !== 'pgtide-busy')];
+}
 
 async function main(): Promise<number> {
   const resultsDir = join(REPO_ROOT, 'bench', 'results');
@@ -195,7 +207,7 @@ async function main(): Promise<number> {
   const base = join(resultsDir, stamp(new Date()));
   const notes: string[] = [];
   say(`plan: ${workloads.length} pgbench workloads × ${cfg.targets.length} targets × ${cfg.rounds} rounds × ${cfg.seconds} s = ${plannedRuns(cfg.targets)} runs` +
-    (idlePhase ? `; idle memory: ${cfg.idleClients.join(', ')} clients × ${1 + cfg.targets.filter((t) => t !== 'direct').length} processes × ${cfg.idleRounds} round(s)` : '') +
+    (idlePhase ? `; idle memory: ${cfg.idleClients.join(', ')} clients × ${idleTargetsOf(cfg.targets).length} processes × ${cfg.idleRounds} round(s)` : '') +
     `; ≈ ${Math.round(plannedSeconds(cfg.targets) / 60)} min in all`);
 
   let targets = [...cfg.targets];
@@ -291,7 +303,7 @@ async function main(): Promise<number> {
     }
     // How long connecting 100 or more clients takes on each target (pgbench -t 1), for the first round's -T
     const manyClients = [...new Set(workloads.filter((w) => w.kind !== 'connect' && w.clients >= 100).map((w) => w.clients))].sort((x, y) => x - y);
-    for (const t of manyClients.length ? targets : []) {
+    for (const t of manyClients.length ? targets.filter((x) => workloads.some((w) => w.clients >= 100 && !skipped(w, x))) : []) {
       const times: string[] = [];
       for (const clients of manyClients) {
         const w: Workload = { id: 'connect-time', kind: 'simple', clients, label: 'connect time' };
@@ -337,7 +349,7 @@ async function main(): Promise<number> {
 
     // ---- idle-client memory: fresh processes, after the pgbench runs (whose poolers are stopped first)
     // pgtide-w2 is left out: its memory is spread over several processes
-    const idleTargets: IdleTarget[] = idlePhase ? ['bare-node', ...targets.filter((t): t is PoolerKind => t !== 'direct' && t !== 'pgtide-w2')] : [];
+    const idleTargets: IdleTarget[] = idlePhase ? idleTargetsOf(targets) : [];
     if (idlePhase) {
       for (const p of poolers.values()) await p.stop();
       const idleSettings: PoolerSettings = { ...poolerSettings, tls: undefined };
@@ -470,6 +482,12 @@ async function main(): Promise<number> {
       '',
       ratiosTable(ratios),
       '',
+      ...(addedLatencyTable(summaries, workloads) ? [
+        '## Latency added at 1 client (average latency minus direct PostgreSQL\'s)',
+        '',
+        addedLatencyTable(summaries, workloads),
+        '',
+      ] : []),
       '## tps per round (other CPU % in brackets)',
       '',
       roundsTable(summaries, cfg.rounds),
