@@ -29,7 +29,7 @@ import type { Database, Pool, User } from './pool.js';
 import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
-import { cstringEnd, PARSE_COMPLETE, Rq, withName, type Stmt } from './prepared.js';
+import { cstringEnd, PARSE_COMPLETE, renamedLength, Rq, withName, writeRenamed, type Stmt } from './prepared.js';
 import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
@@ -65,7 +65,7 @@ function captureBatch(s: ServerConn, st: Stmt, buf: Buffer, start: number, end: 
     const next = pos + 1 + buf.readUInt32BE(pos + 1);
     if (next > buf.length) return;
     if (type === FE.Sync) {
-      s.capture = { st, bytes: buf.subarray(start, next), entries: entries + 1 };
+      s.keepBatch(st, buf, start, next, entries + 1);
       return;
     }
     if (type !== FE.Flush) {
@@ -120,8 +120,18 @@ function startupLists(st: { ignore_startup_parameters: readonly string[]; track_
   return { ignored, extra };
 }
 
-/** What feedToServer gathers into; one array serves every client (taken while in use). */
-let spareParts: Buffer[] | null = [];
+/**
+ * While statements are tracked, what a client's chunk becomes (its runs of bytes and the rewritten messages) is
+ * copied here in order and written to the server in one write (feedToServer). One buffer serves every client: a
+ * feed that starts while another client's is gathering (a server released and handed over within it) writes its
+ * pieces directly. A buffer a write still holds (the kernel did not take it all) is left to it for a fresh one.
+ */
+const GATHER_SIZE = 64 * 1024;
+let gatherBuf = Buffer.allocUnsafeSlow(GATHER_SIZE);
+let gatherLen = 0;
+/** The first piece, kept as it is: a chunk that goes on unchanged (the usual case) is written without a copy. */
+let gatherFirst: Buffer | null = null;
+let gathering: ClientConn | null = null;
 
 /** Socket listeners shared by all clients (no closures per client): the socket knows its client. */
 const kClient = Symbol('pgtide.client');
@@ -205,9 +215,18 @@ export class ClientConn extends Framer implements ListNode {
   /** Notifications that arrived while the client was linked: delivered once it is between transactions. */
   private notifies: Buffer[] | null = null;
   /** While a chunk is fed in tracking mode: where emit() collects what goes to the server (feedToServer). */
-  private gather: Buffer[] | null = null;
+  /** A Bind or Describe to send with the server-side statement name (act(), after `out`): its bytes and name. */
+  private renameBuf: Buffer | null = null;
+  private renameStart = 0;
+  private renameEnd = 0;
+  private renameNameStart = 0;
+  private renameNameEnd = 0;
+  private renameTo: Buffer | null = null;
   /** Rewritten messages to send once the bytes before them are out (act()). */
   private out: Buffer[] | null = null;
+  /** The statement name looked up last and its statement (lookupStmt); null when forgotten. */
+  private lastName = '';
+  private lastStmt: Stmt | null = null;
   private startBuf: Buffer | null = null;
   /** AuthenticationSASLFinal, sent with the rest of the welcome (welcomeMessage). */
   private loginPrefix: Buffer | null = null;
@@ -409,25 +428,69 @@ export class ClientConn extends Framer implements ListNode {
 
   /** Forward a chunk; while statements are tracked, rewritten messages go out with the rest in one write. */
   private feedToServer(chunk: Buffer): void {
-    if (!this.track) {
+    if (!this.track || gathering !== null) {
       this.feed(chunk);
       return;
     }
-    // what the chunk becomes (runs of it and rewritten messages) goes to the server in one write
-    const parts = spareParts ?? [];
-    spareParts = null; // a nested feed (another client's) takes a new one
-    this.gather = parts;
+    gathering = this;
     this.feed(chunk);
-    this.gather = null;
-    if (parts.length === 0) {
-      spareParts = parts;
-      return;
+    gathering = null;
+    this.writeGathered();
+  }
+
+  /** The Bind or Describe onStmtMessage left in rename*, with the server-side name: written into the gather, or made. */
+  private emitRenamed(): void {
+    const buf = this.renameBuf!;
+    const to = this.renameTo!;
+    this.renameBuf = null;
+    this.renameTo = null;
+    const start = this.renameStart;
+    const end = this.renameEnd;
+    const nameStart = this.renameNameStart;
+    const nameEnd = this.renameNameEnd;
+    if (gathering === this && this.server !== null) {
+      const n = renamedLength(start, end, nameStart, nameEnd, to);
+      if (this.gatherRoom(n)) {
+        writeRenamed(gatherBuf, gatherLen, buf, start, end, nameStart, nameEnd, to);
+        gatherLen += n;
+        return;
+      }
     }
+    this.emit(withName(buf, start, end, nameStart, nameEnd, to));
+  }
+
+  /** Send what was gathered (one write), and start over. */
+  private writeGathered(): void {
+    const first = gatherFirst;
+    const len = gatherLen;
+    gatherFirst = null;
+    gatherLen = 0;
     const s = this.server;
-    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    parts.length = 0;
-    spareParts = parts;
-    if (s !== null && !s.write(data)) this.socket.pause();
+    if (s === null || (first === null && len === 0)) return;
+    const ok = s.write(first !== null ? first : gatherBuf.subarray(0, len));
+    if (first === null && s.writeQueued()) gatherBuf = Buffer.allocUnsafeSlow(GATHER_SIZE);
+    if (!ok) this.socket.pause();
+  }
+
+  /**
+   * Room for `n` more bytes at gatherLen, the first piece copied in: true, or false when they do not fit (what was
+   * gathered has been written; the caller writes its piece itself).
+   */
+  private gatherRoom(n: number): boolean {
+    const first = gatherFirst;
+    if (first !== null) {
+      if (first.length + n > GATHER_SIZE) {
+        this.writeGathered();
+        return false;
+      }
+      gatherBuf.set(first, 0);
+      gatherLen = first.length;
+      gatherFirst = null;
+    } else if (gatherLen + n > GATHER_SIZE) {
+      this.writeGathered();
+      return false;
+    }
+    return true;
   }
 
   /** A server is linked and prepared: send what waited, then read on. */
@@ -631,21 +694,22 @@ export class ClientConn extends Framer implements ListNode {
       s.record(kind);
       return Verdict.Forward;
     }
-    const name = buf.toString('utf8', nameStart, nameEnd - 1);
     const stats = this.pool!.stats;
     if (type === FE.Parse) {
+      const name = buf.toString('utf8', nameStart, nameEnd - 1);
       const st = this.addStmt(name, buf, nameEnd, end);
       if (st === null) return Verdict.Skip;
       if (this.guard && st.hazard > 0) this.stateDue = true;
       s.clientParse(st, name, (this.out ??= []));
     } else {
-      const st = this.stmts?.get(name);
+      const st = this.lookupStmt(buf, nameStart, nameEnd - 1);
       if (!st) {
         s.record(kind);
         return Verdict.Forward;
       }
       if (type === FE.Close) {
         // forgotten here, not closed on the server: the name sent on is one the server does not have (CloseComplete)
+        const name = buf.toString('utf8', nameStart, nameEnd - 1);
         this.unmapStmt(name, st);
         s.record(kind, st, name);
         return Verdict.Forward;
@@ -655,10 +719,17 @@ export class ClientConn extends Framer implements ListNode {
         if (this.guard && st.hazard > 0) this.stateDue = true;
         if (!this.replaying && s.canCapture()) captureBatch(s, st, buf, start, end);
       }
-      const out = (this.out ??= []);
-      s.ensurePrepared(st, out);
-      out.push(withName(buf, start, end, nameStart, nameEnd, st.nameZ));
-      s.record(kind, st, name);
+      s.ensurePrepared(st, (this.out ??= []));
+      // sent by act(), once the bytes before it and what ensurePrepared added are out
+      this.renameBuf = buf;
+      this.renameStart = start;
+      this.renameEnd = end;
+      this.renameNameStart = nameStart;
+      this.renameNameEnd = nameEnd;
+      this.renameTo = st.nameZ;
+      this.actionPending = true;
+      s.record(kind, st); // a Bind or Describe changes nothing to undo: no name kept
+      return Verdict.Skip;
     }
     if (this.out !== null && this.out.length > 0) this.actionPending = true;
     return Verdict.Skip;
@@ -863,9 +934,37 @@ export class ClientConn extends Framer implements ListNode {
     return st;
   }
 
+  /**
+   * The client's statement named by the bytes buf[start..end), if any. The name looked up last is remembered, so a
+   * client binding the same statement again and again (pgbench -M prepared, a hot query) costs a byte comparison,
+   * not a string and a map lookup.
+   */
+  private lookupStmt(buf: Buffer, start: number, end: number): Stmt | undefined {
+    const last = this.lastStmt;
+    if (last !== null) {
+      const n = this.lastName;
+      const len = end - start;
+      if (n.length === len) {
+        let i = 0;
+        while (i < len && n.charCodeAt(i) === buf[start + i]) i++;
+        if (i === len) return last;
+      }
+    }
+    const name = buf.toString('utf8', start, end);
+    const st = this.stmts?.get(name);
+    // remembered only when each character came from one byte: then equal char codes mean equal bytes (an ASCII
+    // name; a replacement character for an invalid byte never equals a byte)
+    if (st !== undefined && name.length === end - start) {
+      this.lastName = name;
+      this.lastStmt = st;
+    }
+    return st;
+  }
+
   /** Drop a name from the client's statements (Close, or a Parse PostgreSQL ignored). */
   unmapStmt(name: string, st: Stmt): void {
     if (this.stmts?.get(name) !== st) return;
+    this.lastStmt = null;
     this.stmts.delete(name);
     this.pooler.stmts.unrefClient(st);
   }
@@ -883,21 +982,24 @@ export class ClientConn extends Framer implements ListNode {
     const m = this.stmts;
     if (m === null) return;
     this.stmts = null;
+    this.lastStmt = null;
     for (const st of m.values()) this.pooler.stmts.unrefClient(st);
   }
 
   protected emit(data: Buffer): void {
     const s = this.server;
     if (!s) return;
-    const g = this.gather;
-    if (g !== null && data.length < 65536) {
-      g.push(data);
-      return;
-    }
-    if (g !== null && g.length > 0) {
-      // a large run (COPY data): what was gathered goes first
-      s.write(g.length === 1 ? g[0]! : Buffer.concat(g));
-      g.length = 0;
+    if (gathering === this) {
+      if (gatherFirst === null && gatherLen === 0) {
+        gatherFirst = data;
+        return;
+      }
+      if (this.gatherRoom(data.length)) {
+        gatherBuf.set(data, gatherLen);
+        gatherLen += data.length;
+        return;
+      }
+      // too large to gather (COPY data): what was gathered has gone first
     }
     if (!s.write(data)) this.socket.pause();
   }
@@ -908,6 +1010,7 @@ export class ClientConn extends Framer implements ListNode {
       for (let i = 0; i < out.length; i++) this.emit(out[i]!);
       out.length = 0;
     }
+    if (this.renameBuf !== null) this.emitRenamed();
     if (this.releaseAfterRefusal) {
       this.releaseAfterRefusal = false;
       const s = this.server;

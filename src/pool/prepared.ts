@@ -202,11 +202,21 @@ export function cstringEnd(buf: Buffer, start: number, end: number): number {
  * `nameZ` (NUL included): Bind and Describe addressed to the server-side name.
  */
 export function withName(buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, nameZ: Buffer): Buffer {
-  const len = end - start - (nameEnd - nameStart) + nameZ.length;
-  const out = Buffer.allocUnsafe(len);
-  buf.copy(out, 0, start, nameStart);
-  out.writeUInt32BE(len - 1, 1);
-  nameZ.copy(out, nameStart - start);
-  buf.copy(out, nameStart - start + nameZ.length, nameEnd, end);
+  const out = Buffer.allocUnsafe(renamedLength(start, end, nameStart, nameEnd, nameZ));
+  writeRenamed(out, 0, buf, start, end, nameStart, nameEnd, nameZ);
   return out;
+}
+
+/** Length of withName's result. */
+export function renamedLength(start: number, end: number, nameStart: number, nameEnd: number, nameZ: Buffer): number {
+  return end - start - (nameEnd - nameStart) + nameZ.length;
+}
+
+/** withName's result written into `out` at `at` (which must have room for renamedLength bytes). */
+export function writeRenamed(out: Buffer, at: number, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, nameZ: Buffer): void {
+  const len = renamedLength(start, end, nameStart, nameEnd, nameZ);
+  buf.copy(out, at, start, nameStart);
+  out.writeUInt32BE(len - 1, at + 1);
+  nameZ.copy(out, at + nameStart - start);
+  buf.copy(out, at + nameStart - start + nameZ.length, nameEnd, end);
 }

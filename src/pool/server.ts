@@ -50,14 +50,19 @@ const enum After {
 }
 
 /** A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). */
+/** One per server, reused by each batch it keeps (no allocation per Bind). */
 interface Capture {
   /** The statement the batch's first Bind uses. */
-  st: Stmt;
-  /** The client's bytes from that Bind to the Sync, as the client sent them. */
-  bytes: Buffer;
+  st: Stmt | null;
+  /** The client's bytes from that Bind to the Sync, as the client sent them: buf[start..end) (a client read buffer, never reused). */
+  buf: Buffer;
+  start: number;
+  end: number;
   /** Requests recorded for them (Bind … Sync). */
   entries: number;
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 /** Quote a value for SET ... = '<value>'. */
 function quoteLiteral(v: string): string {
@@ -132,6 +137,7 @@ export class ServerConn extends Framer implements ListNode {
   private batchExecuted = false;
   /** The current batch, kept for a retry (only when nothing of it has run and no transaction is open). */
   capture: Capture | null = null;
+  private readonly captureSlot: Capture = { st: null, buf: NO_BYTES, start: 0, end: 0, entries: 0 };
   /** A retry is under way: the failed batch's ErrorResponse was hidden, its ReadyForQuery will be too. */
   private retry: Capture | null = null;
 
@@ -629,7 +635,7 @@ export class ServerConn extends Framer implements ListNode {
         q.shift();
         if (k === Rq.Sync || k === Rq.Simple) break;
       }
-      this.capture = null;
+      this.dropCapture();
       if (this.retry !== null && c !== null) {
         // the failed batch's ReadyForQuery: hidden; the batch goes again once it is out
         if (this.outstanding > 0) this.outstanding--;
@@ -683,13 +689,15 @@ export class ServerConn extends Framer implements ListNode {
         this.retry = null;
         const c = this.client;
         if (!c) break;
+        const st = r.st!;
+        const bytes = r.buf.subarray(r.start, r.end);
         // drop the server's stale plan (CloseComplete hidden), then the client's batch as if sent anew: its Bind
         // prepares the statement again first
         this.socket!.cork();
-        this.socket!.write(r.st.closeMsg());
+        this.socket!.write(st.closeMsg());
         this.record(Rq.CloseHidden);
-        this.forget(r.st);
-        c.replay(r.bytes);
+        this.forget(st);
+        c.replay(bytes);
         this.socket!.uncork();
         break;
       }
@@ -725,6 +733,11 @@ export class ServerConn extends Framer implements ListNode {
   /** Client → server bytes. Returns false when the server socket is full. */
   write(data: Buffer): boolean {
     return this.writer!.write(data);
+  }
+
+  /** Bytes written to the server are not all out yet (a buffer they came from must not be reused). */
+  writeQueued(): boolean {
+    return this.writer !== null && this.writer.queued();
   }
 
   /** The socket (or a fast write) drained. */
@@ -820,26 +833,48 @@ export class ServerConn extends Framer implements ListNode {
     if (k === Rq.None || k === Rq.Simple) return false;
     const cap = this.capture;
     let retry = false;
-    if (cap !== null && k === Rq.Bind && q.frontStmt === cap.st && q.count === cap.entries && this.client !== null) {
+    if (cap !== null && cap.st !== null && k === Rq.Bind && q.frontStmt === cap.st && q.count === cap.entries && this.client !== null) {
+      const st = cap.st;
       const e = parseErrorBody(buf, start + 5, end);
       retry =
         (e.code === '0A000' && e.message === 'cached plan must not change result type') ||
-        (e.code === '26000' && e.message.includes(`"${cap.st.name}"`));
+        (e.code === '26000' && e.message.includes(`"${st.name}"`));
       if (retry) {
-        log.log(`prepared statement ${cap.st.name} prepared again and the batch retried after: ${e.message}`, this);
-        cap.st.retries++;
+        log.log(`prepared statement ${st.name} prepared again and the batch retried after: ${e.message}`, this);
+        st.retries++;
         this.pool.stats.stmtRetries++;
         this.retry = cap;
         this.client.socket.pause(); // nothing of the client's may overtake the batch sent again
       }
     }
-    this.capture = null;
+    this.dropCapture();
     while (q.count > 0 && q.front !== Rq.Sync) {
       this.undo(q.front, q.frontStmt, q.frontName);
       q.shift();
     }
     if (q.count === 0) this.discarding = true;
     return retry;
+  }
+
+  /** No batch kept any more: the slot lets go of the client's bytes, unless a retry is about to send them. */
+  private dropCapture(): void {
+    this.capture = null;
+    if (this.retry === null) {
+      const c = this.captureSlot;
+      c.st = null;
+      c.buf = NO_BYTES;
+    }
+  }
+
+  /** Keep the batch buf[start..end) (its first Bind uses `st`; `entries` requests recorded for it) for a retry. */
+  keepBatch(st: Stmt, buf: Buffer, start: number, end: number, entries: number): void {
+    const c = this.captureSlot;
+    c.st = st;
+    c.buf = buf;
+    c.start = start;
+    c.end = end;
+    c.entries = entries;
+    this.capture = c;
   }
 
   /** Whether a batch starting now with a Bind may be retried: nothing of it has run, no transaction is open. */
@@ -972,8 +1007,8 @@ export class ServerConn extends Framer implements ListNode {
     this.discarding = false;
     this.fakesDue = false;
     this.batchExecuted = false;
-    this.capture = null;
     this.retry = null;
+    this.dropCapture();
   }
 
   // ---- cancel ----

@@ -147,6 +147,63 @@ test('DEALLOCATE ALL clears the tracked statements; a name prepared twice is 42P
   await stillServes(b);
 });
 
+test('the statement bound last is remembered, but never past its Close, DEALLOCATE ALL, or for another name with the same characters', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+  const run = async (name: string) => {
+    a.send(Buffer.concat([bind(name), execute(), sync()]));
+    return (await replies(a)).join(' ');
+  };
+  a.send(Buffer.concat([parse('m', 'select 1'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  assert.equal(await run('m'), '2 D:1 C:SELECT 1 Z');
+  assert.equal(await run('m'), '2 D:1 C:SELECT 1 Z');
+
+  // closed and prepared again as another query: the new one runs
+  a.send(Buffer.concat([closeMsg('S', 'm'), parse('m', 'select 2'), sync()]));
+  assert.deepEqual(await replies(a), ['3', '1', 'Z']);
+  assert.equal(await run('m'), '2 D:2 C:SELECT 1 Z');
+
+  // DEALLOCATE ALL: gone, then prepared again as a third query
+  a.send(query('DEALLOCATE ALL'));
+  assert.deepEqual(await replies(a), ['C:DEALLOCATE ALL', 'Z']);
+  assert.equal(await run('m'), 'E:26000:prepared statement "m" does not exist Z');
+  a.send(Buffer.concat([parse('m', 'select 3'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  assert.equal(await run('m'), '2 D:3 C:SELECT 1 Z');
+
+  // names beyond ASCII, one of them the other's UTF-8 bytes read as Latin-1: each finds its own statement
+  a.send(Buffer.concat([parse('é', 'select 4'), parse('Ã©', 'select 5'), parse('e', 'select 6'), sync()]));
+  assert.deepEqual(await replies(a), ['1', '1', '1', 'Z']);
+  for (const [name, want] of [['é', 4], ['Ã©', 5], ['é', 4], ['e', 6], ['é', 4], ['e', 6], ['Ã©', 5]] as const) {
+    assert.equal(await run(name), `2 D:${want} C:SELECT 1 Z`, name);
+  }
+  await stillServes(b);
+});
+
+test('rewritten Binds in batches larger than the pooler gathers at once: a 200 kB parameter, and 2,000 Binds sent in one piece', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+  a.send(Buffer.concat([parse('len', 'select length($1::text)'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  // one Bind larger than the 64 kB gather buffer, between two small ones
+  a.send(Buffer.concat([bind('len', ['ab']), execute(), bind('len', ['x'.repeat(200_000)]), execute(), bind('len', ['abc']), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:2', 'C:SELECT 1', '2', 'D:200000', 'C:SELECT 1', '2', 'D:3', 'C:SELECT 1', 'Z']);
+  // 2,000 Binds of a named statement in one send (about 90 kB, longer still once renamed): every answer, in order
+  const n = 2000;
+  const batch: Buffer[] = [];
+  for (let i = 0; i < n; i++) batch.push(bind('len', ['y'.repeat(i % 17)]), execute());
+  batch.push(sync());
+  a.send(Buffer.concat(batch));
+  const rs = await replies(a, 15_000);
+  assert.equal(rs.length, 3 * n + 1);
+  for (let i = 0; i < n; i++) assert.deepEqual(rs.slice(3 * i, 3 * i + 3), ['2', `D:${i % 17}`, 'C:SELECT 1'], `Bind ${i}`);
+  assert.equal(rs[3 * n], 'Z');
+  await stillServes(b);
+});
+
 test('a shared statement made stale by DDL is prepared again and the batch retried, except inside a transaction', { timeout: 30_000 }, async (t) => {
   const server = await sharedPostgres();
   const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'app' }));
