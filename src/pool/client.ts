@@ -505,7 +505,8 @@ export class ClientConn extends Framer implements ListNode {
     const stash = this.stash;
     this.stash = null;
     if (stash) {
-      for (const chunk of stash) {
+      for (let i = 0; i < stash.length; i++) {
+        const chunk = stash[i]!;
         this.pool!.stats.received(chunk.length);
         this.feedToServer(chunk);
         if (this.closed || !this.forwarding) return;

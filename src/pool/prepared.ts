@@ -215,8 +215,18 @@ export function renamedLength(start: number, end: number, nameStart: number, nam
 /** withName's result written into `out` at `at` (which must have room for renamedLength bytes). */
 export function writeRenamed(out: Buffer, at: number, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, nameZ: Buffer): void {
   const len = renamedLength(start, end, nameStart, nameEnd, nameZ);
-  buf.copy(out, at, start, nameStart);
+  copyBytes(buf, start, nameStart, out, at);
   out.writeUInt32BE(len - 1, at + 1);
-  nameZ.copy(out, at + nameStart - start);
-  buf.copy(out, at + nameStart - start + nameZ.length, nameEnd, end);
+  copyBytes(nameZ, 0, nameZ.length, out, at + nameStart - start);
+  copyBytes(buf, nameEnd, end, out, at + nameStart - start + nameZ.length);
+}
+
+/** src[start..end) to dst at `at`: a plain loop for the few bytes of a name or a small Bind, Buffer.copy for more. */
+function copyBytes(src: Buffer, start: number, end: number, dst: Buffer, at: number): void {
+  const n = end - start;
+  if (n > 64) {
+    src.copy(dst, at, start, end);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[at + i] = src[start + i]!;
 }
