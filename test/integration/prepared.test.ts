@@ -204,6 +204,43 @@ test('rewritten Binds in batches larger than the pooler gathers at once: a 200 k
   await stillServes(b);
 });
 
+test('a gathered write the server cannot take at once is left to it: another client gathering meanwhile corrupts nothing', { timeout: 60_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2 }));
+  const a = await open(t, b);
+  a.send(Buffer.concat([parse('w', 'select $1::int as n'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  // the backend sleeps 1 s without reading while about 7 MB of small rewritten Binds come: pgtide's writes to it
+  // fill the socket buffers and go asynchronous, holding the gather buffer they were made from
+  const n = 150_000;
+  const batch: Buffer[] = [parse('', 'select pg_sleep(1)'), bind(''), execute()];
+  for (let i = 0; i < n; i++) batch.push(bind('w', [String(i)]), execute());
+  batch.push(sync());
+  a.send(Buffer.concat(batch));
+  // meanwhile another client runs named statements through the other server: its Binds are gathered too
+  const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app') }));
+  await c.connect();
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await c.query<{ s: string }>({ name: 'other', text: 'select $1::text as s', values: [`other-${i}`] });
+    assert.equal(rows[0]!.s, `other-${i}`);
+  }
+  // every one of the 150,000 answers, in order
+  assert.equal((await a.msg(10_000))?.type, '1');
+  assert.equal((await a.msg())?.type, '2');
+  assert.equal((await a.msg())?.type, 'D');
+  assert.equal((await a.msg())?.type, 'C');
+  for (let i = 0; i < n; i++) {
+    const bc = await a.msg(10_000);
+    const d = await a.msg();
+    const cc = await a.msg();
+    if (bc?.type !== '2' || d?.type !== 'D' || cc?.type !== 'C' || d.body.toString('latin1', 6) !== String(i)) {
+      assert.fail(`answer ${i}: ${bc?.type} ${d?.type} ${d?.body.toString('latin1', 6)} ${cc?.type}`);
+    }
+  }
+  assert.equal((await a.msg())?.type, 'Z');
+  await stillServes(b);
+});
+
 test('a shared statement made stale by DDL is prepared again and the batch retried, except inside a transaction', { timeout: 30_000 }, async (t) => {
   const server = await sharedPostgres();
   const su = track(t, new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'app' }));

@@ -96,3 +96,21 @@ test('a certificate that does not verify, or a server without TLS under require,
   assert.match(e4.message, /no encryption/);
   for (const b of [b1, b2, b4]) assert.equal(b.proc.exitCode, null, 'pgtide still runs');
 });
+
+test('named statements over server TLS: rewritten Binds gathered with the bytes around them reach PostgreSQL intact, large ones too', { timeout: 60_000 }, async (t) => {
+  const b = track(t, await pgtideWith(tlsPg, { pool_mode: 'transaction', default_pool_size: 2, server_tls_sslmode: 'require' }));
+  const clients = await Promise.all(Array.from({ length: 6 }, async () => {
+    const c = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'app') }));
+    await c.connect();
+    return c;
+  }));
+  await Promise.all(clients.map(async (c, ci) => {
+    for (let i = 0; i < 150; i++) {
+      // every 25th a 100 kB parameter: a write the TLS socket may not take at once
+      const tail = i % 25 === 0 ? 'z'.repeat(100_000) : `c${ci}-i${i}`;
+      const { rows } = await c.query<{ s: string }>({ name: 'tls_cat', text: 'select $1::text || $2::text as s', values: [`${ci}:`, tail] });
+      assert.equal(rows[0]!.s, `${ci}:${tail}`, `client ${ci}, query ${i}`);
+    }
+  }));
+  await stillServes(b);
+});
