@@ -15,6 +15,8 @@ let seenSeq = 0;
 /** performance.now() when the spinner last saw I/O. */
 let quietSince = 0;
 let spinning = false;
+/** Milliseconds, monotonic; replaced only by tests (setBusyPollClock). */
+let now: () => number = () => performance.now();
 
 export function setBusyPoll(us: number): void {
   busyPollUs = us;
@@ -27,7 +29,7 @@ export function ioActivity(): void {
   if (!spinning) {
     spinning = true;
     seenSeq = seq;
-    quietSince = performance.now();
+    quietSince = now();
     setImmediate(spin);
   }
 }
@@ -35,13 +37,18 @@ export function ioActivity(): void {
 function spin(): void {
   if (seq !== seenSeq) {
     seenSeq = seq;
-    quietSince = performance.now();
+    quietSince = now();
     setImmediate(spin);
-  } else if ((performance.now() - quietSince) * 1000 < busyPollUs) {
+  } else if ((now() - quietSince) * 1000 < busyPollUs) {
     setImmediate(spin);
   } else {
     spinning = false;
   }
+}
+
+/** Tests: the clock the budget is measured with (milliseconds), or the real one again with no argument. */
+export function setBusyPollClock(clock?: () => number): void {
+  now = clock ?? (() => performance.now());
 }
 
 /** Whether the event loop is being kept polling now (for tests). */

@@ -3,7 +3,7 @@
 
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { busyPolling, ioActivity, setBusyPoll } from '../../src/net/spin.js';
+import { busyPolling, ioActivity, setBusyPoll, setBusyPollClock } from '../../src/net/spin.js';
 
 /** Resolves once the spinner has stopped; fails after `ms`. */
 async function stopped(ms: number): Promise<void> {
@@ -28,6 +28,7 @@ function turnsUntilStopped(limit: number): Promise<number> {
 }
 
 afterEach(async () => {
+  setBusyPollClock();
   setBusyPoll(0);
   await stopped(2000);
 });
@@ -80,4 +81,23 @@ test('setting it to 0 while polling lets the running chain end at once', async (
   setBusyPoll(0);
   const turns = await turnsUntilStopped(100_000);
   assert.ok(turns <= 3, `polled ${turns} turns after being turned off`);
+});
+
+test('the budget counts from the last read, not the first (a clock the test moves)', async () => {
+  let ms = 0;
+  setBusyPollClock(() => ms);
+  setBusyPoll(1000); // 1 ms
+  const turns = async (n: number) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+  ioActivity(); // t = 0
+  await turns(3);
+  ms = 0.9;
+  ioActivity(); // t = 0.9 ms: the budget starts again
+  await turns(3);
+  ms = 1.5; // 1.5 ms after the first read, 0.6 ms after the last
+  await turns(3);
+  assert.equal(busyPolling(), true, 'polling ended one budget after the first read, not the last');
+  ms = 2.0; // 1.1 ms after the last read
+  assert.ok((await turnsUntilStopped(10)) <= 1, 'polling went on past the budget after the last read');
 });
