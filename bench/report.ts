@@ -228,14 +228,17 @@ export function ratiosTable(ratios: Ratio[]): string {
  * Latency each pooler adds over direct PostgreSQL at 1 client (issue 6: pgtide's ≤ PgBouncer's), from the average
  * latencies: target − direct, same workload (for -M prepared, PgBouncer's is that of -M extended over direct -M extended).
  */
+/** pgbench's select-only workloads (`-S` in one of the three protocols). */
+export const isSelectOnly = (w: Workload): boolean => w.kind === 'simple' || w.kind === 'extended' || w.kind === 'prepared';
+
 export function addedLatencyTable(summaries: Summary[], workloads: Workload[]): string {
-  const one = workloads.filter((w) => w.clients === 1 && (w.kind === 'simple' || w.kind === 'extended' || w.kind === 'prepared'));
+  const one = workloads.filter((w) => w.clients === 1 && isSelectOnly(w));
   if (one.length === 0) return '';
   const us = (ms: number | undefined) => (ms === undefined ? undefined : ms * 1000);
   const get = (id: string, t: Target) => us(summaries.find((s) => s.workload === id && s.target === t)?.latencyAvgMs);
-  const added = (id: string, t: Target, directId = id) => {
+  const added = (id: string, t: Target) => {
     const a = get(id, t);
-    const d = get(directId, 'direct');
+    const d = get(id, 'direct');
     return a === undefined || d === undefined ? undefined : a - d;
   };
   const lines = [
@@ -243,7 +246,7 @@ export function addedLatencyTable(summaries: Summary[], workloads: Workload[]): 
     '| --- | ---: | ---: | ---: | ---: |',
   ];
   for (const w of one) {
-    const bouncer = w.kind === 'prepared' ? added(`extended-c1`, 'pgbouncer') : added(w.id, 'pgbouncer');
+    const bouncer = w.kind === 'prepared' ? added('extended-c1', 'pgbouncer') : added(w.id, 'pgbouncer');
     const label = w.kind === 'prepared' ? `${w.label} (PgBouncer: -M extended)` : w.label;
     lines.push(`| ${label} | ${f(get(w.id, 'direct'), 0)} | ${f(bouncer, 0)} | ${f(added(w.id, 'pgtide'), 0)} | ${f(added(w.id, 'pgtide-busy'), 0)} |`);
   }

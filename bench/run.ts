@@ -13,7 +13,7 @@ import { CLK_TCK, cpuTicks, hostCpu, openFilesLimit, sleep, treeCpuTicks } from 
 import { authMethod, type Login } from './clients.js';
 import { measureIdle, type IdleRecord, type IdleTarget } from './idle.js';
 import {
-  addedLatencyTable, describeMachine, IDLE_LABEL, idleTable, machineList, ratiosTable, resultsTable, roundsTable, summarize, summarizeIdle, TARGET_LABEL,
+  addedLatencyTable, describeMachine, IDLE_LABEL, isSelectOnly, idleTable, machineList, ratiosTable, resultsTable, roundsTable, summarize, summarizeIdle, TARGET_LABEL,
   type RunRecord, type Target,
 } from './report.js';
 
@@ -191,7 +191,7 @@ function plannedSeconds(targets: readonly Target[]): number {
  */
 const skipped = (w: Workload, t: Target) =>
   (w.kind === 'prepared' && (t === 'pgbouncer' || t === 'pgtide-bare')) ||
-  (t === 'pgtide-busy' && (w.clients !== 1 || (w.kind !== 'simple' && w.kind !== 'extended' && w.kind !== 'prepared')));
+  (t === 'pgtide-busy' && (w.clients !== 1 || !isSelectOnly(w)));
 
 /**
  * The idle-memory phase's processes: the bare Node.js server and each pooler target, but pgtide-w2 (its memory is
@@ -456,6 +456,7 @@ async function main(): Promise<number> {
     const loads = records.map((r) => r.load1 ?? 0).sort((a, b) => a - b);
     const loadNote = loads.length ? `1-minute load average at run starts: min ${loads[0]!.toFixed(1)}, median ${loads[loads.length >> 1]!.toFixed(1)}, max ${loads[loads.length - 1]!.toFixed(1)} (${machine.logicalCpus} CPUs; the benchmark itself keeps them busy)` : '';
     const authSeen = Object.entries(clientAuth).map(([t, m]) => `${TARGET_LABEL[t as Target]}: ${Object.entries(m).map(([u, a]) => `${u} ${a}`).join(', ')}`).join('; ');
+    const latencyTable = addedLatencyTable(summaries, workloads);
     const pgbenchSection = workloads.length ? [
       '## Settings',
       '',
@@ -482,10 +483,10 @@ async function main(): Promise<number> {
       '',
       ratiosTable(ratios),
       '',
-      ...(addedLatencyTable(summaries, workloads) ? [
+      ...(latencyTable ? [
         '## Latency added at 1 client (average latency minus direct PostgreSQL\'s)',
         '',
-        addedLatencyTable(summaries, workloads),
+        latencyTable,
         '',
       ] : []),
       '## tps per round (other CPU % in brackets)',

@@ -1,11 +1,11 @@
 /* The pooler: owns the configuration, listeners, databases, users and pools; logs clients in;
  * routes cancel requests; reloads and shuts down. The library API and the CLI both drive this. */
 
-import { setBusyPoll } from './net/spin.js';
 import net from 'node:net';
 import { existsSync, unlinkSync, chmodSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { ConfigError, loadConfig, type Config } from './config/loader.js';
+import { setBusyPoll } from './net/spin.js';
 import { issue } from './config/ini.js';
 import type { Settings } from './config/params.js';
 import { findParam } from './config/params.js';

@@ -1,10 +1,10 @@
 /* Client connections: startup and login, then the request path (client → server) with the counting
  * that decides when a server may go back to the pool. */
 
-import { ioActivity } from '../net/spin.js';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { SocketWriter } from '../net/socket-writer.js';
+import { ioActivity } from '../net/spin.js';
 import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
 import {
   AUTH_OK,
@@ -214,7 +214,6 @@ export class ClientConn extends Framer implements ListNode {
   listening: Set<string> | null = null;
   /** Notifications that arrived while the client was linked: delivered once it is between transactions. */
   private notifies: Buffer[] | null = null;
-  /** While a chunk is fed in tracking mode: where emit() collects what goes to the server (feedToServer). */
   /** A Bind or Describe to send with the server-side statement name (act(), after `out`): its bytes and name. */
   private renameBuf: Buffer | null = null;
   private renameStart = 0;
@@ -478,17 +477,14 @@ export class ClientConn extends Framer implements ListNode {
    */
   private gatherRoom(n: number): boolean {
     const first = gatherFirst;
+    if ((first !== null ? first.length : gatherLen) + n > GATHER_SIZE) {
+      this.writeGathered();
+      return false;
+    }
     if (first !== null) {
-      if (first.length + n > GATHER_SIZE) {
-        this.writeGathered();
-        return false;
-      }
       gatherBuf.set(first, 0);
       gatherLen = first.length;
       gatherFirst = null;
-    } else if (gatherLen + n > GATHER_SIZE) {
-      this.writeGathered();
-      return false;
     }
     return true;
   }
