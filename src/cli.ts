@@ -17,6 +17,7 @@ import { WorkerLink } from './cluster/worker.js';
 import { WORKER_ENV } from './cluster/messages.js';
 import { setWorkerIndex } from './cluster/identity.js';
 import { log } from './util/log.js';
+import { tuneHeap } from './util/heap.js';
 import { buildClientTls } from './net/tls.js';
 import { VERSION, VERSION_LINE } from './version.js';
 
@@ -125,6 +126,7 @@ async function main(): Promise<void> {
     process.stderr.write('Need config file.  See pgtide -h for usage.\n');
     process.exit(1);
   }
+  tuneHeap(); // the pooler's process only (util/heap.ts): bench and demo, above, keep V8's defaults
   // until the config file's logfile and verbose are known: errors go to stderr (the library's default is no stderr)
   log.configure({ stderr: !args.quiet, logfile: '', verbose: args.verbose });
   if (args.reboot) die('-R/--reboot (online restart) is not supported; PgBouncer deprecated it in 1.20');

@@ -14,6 +14,7 @@ import { commandComplete, formatTime, Oid, ResultWriter, splitUs, type Cell, typ
 import type { AdminConsole } from './console.js';
 import type { Table } from '../cluster/messages.js';
 import { workerIndex } from '../cluster/identity.js';
+import { newSpace } from '../util/heap.js';
 
 const T = Oid.Text;
 const I = Oid.Int4;
@@ -457,6 +458,8 @@ function showMem(p: Pooler): Rows {
   w.row(['iobuf_cache', 0, 0, 0, 0]);
   const m = process.memoryUsage();
   w.row(['node_heap', 1, m.heapUsed, Math.max(0, m.heapTotal - m.heapUsed), m.heapTotal]);
+  const young = newSpace();
+  w.row(['node_new_space', 1, young.used, young.available, young.size]);
   return w;
 }
 

@@ -67,6 +67,8 @@ export interface StartPgtideOptions {
   args?: string[];
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Extra options for node itself, placed before dist/cli.js (not used with $PGTIDE_EXE). */
+  nodeArgs?: string[];
   /** The process is expected to exit (bad config, --help…): resolve once it has exited instead of waiting for the port. */
   expectExit?: boolean;
 }
@@ -258,7 +260,7 @@ function launch(ctx: PgtideContext, opts: StartPgtideOptions): Pgtide {
   // $PGTIDE_EXE runs another executable the same way (e.g. a real pgbouncer wrapper, to compare behaviour).
   const exe = process.env.PGTIDE_EXE;
   const argv = [...(opts.args ?? []), iniPath];
-  const proc = spawn(exe ?? process.execPath, exe ? argv : ['--enable-source-maps', CLI_PATH, ...argv], {
+  const proc = spawn(exe ?? process.execPath, exe ? argv : ['--enable-source-maps', ...(opts.nodeArgs ?? []), CLI_PATH, ...argv], {
     cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
