@@ -11,6 +11,7 @@ import type { Pool } from './pool.js';
 import { TxStatus } from '../protocol/codes.js';
 import { ServerState } from './states.js';
 import { averages, PoolStats, statsLine, sumStats } from '../stats/stats.js';
+import { GROWTH_HOLD_MS, youngGeneration } from '../util/heap.js';
 
 export const TICK_MS = 333;
 
@@ -47,7 +48,15 @@ export class Janitor {
         c = next;
       }
     }
-    for (const pool of [...this.pooler.pools()]) this.pool(pool, now);
+    let waiting = 0;
+    for (const pool of [...this.pooler.pools()]) {
+      waiting += pool.waitingClients.count;
+      this.pool(pool, now);
+    }
+    const grow = youngGeneration.tick(now, waiting);
+    if (grow !== null) {
+      log.debug(grow ? `young generation may grow: ${waiting} clients wait for a server` : `young generation kept at its initial size: no queue for ${GROWTH_HOLD_MS / 1000} s`, this.pooler.own);
+    }
     this.pooler.checkWaiters();
     if (st.stats_period > 0 && now - this.statsAt >= st.stats_period * 1000) {
       const cur = sumStats([...this.pooler.pools()].map((p) => p.stats));

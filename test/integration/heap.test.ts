@@ -1,14 +1,16 @@
 // V8 heap tuning of the pgtide process (src/util/heap.ts): a burst of logins leaves V8's young generation at its
 // initial size. SHOW MEM's node_new_space row reports it. The same burst grows it past 4 MB when node's command line
 // sizes the young generation itself (pgtide then keeps V8's behaviour). That run is also what shows the test can fail.
+// A queue of clients waiting for a server lets it grow again (the janitor says so in its debug log).
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres, type PgServer } from '../harness/postgres.js';
 import { startPgtide, iniFor, track, DEFAULT_USERLIST, type Pgtide } from '../harness/pgtide.js';
-import { rawLogin, rawSelect, type Raw } from '../harness/raw.js';
-import { tuneHeap, YOUNG_GENERATION_FLAG } from '../../src/util/heap.js';
+import { rawLogin, rawSelect, query, type Raw } from '../harness/raw.js';
+import { waitFor } from '../harness/util.js';
+import { QUEUE_CLIENTS, tuneHeap, YOUNG_GENERATION_FLAG } from '../../src/util/heap.js';
 
 const CLIENTS = 1000;
 const MB = 1024 * 1024;
@@ -20,12 +22,12 @@ before(async () => {
   server = await sharedPostgres();
 });
 
-async function start(nodeArgs: string[] = []): Promise<Pgtide> {
+async function start(nodeArgs: string[] = [], settings: Record<string, string | number> = {}): Promise<Pgtide> {
   return startPgtide({
     pg: server,
     nodeArgs,
     files: { 'userlist.txt': USERLIST },
-    ini: (ctx) => iniFor(ctx, { settings: { pool_mode: 'transaction', default_pool_size: 2, max_client_conn: CLIENTS + 50, admin_users: 'pgbouncer', log_connections: 0, log_disconnections: 0 } }),
+    ini: (ctx) => iniFor(ctx, { settings: { pool_mode: 'transaction', default_pool_size: 2, max_client_conn: CLIENTS + 50, admin_users: 'pgbouncer', log_connections: 0, log_disconnections: 0, ...settings } }),
   });
 }
 
@@ -73,6 +75,21 @@ test('node started with its own young-generation size: pgtide keeps V8 behaviour
   t.after(() => { for (const r of held) r.destroy(); });
   const y = await youngGeneration(b);
   assert.ok(y.memtotal > 4 * MB, `node_new_space memtotal ${(y.memtotal / MB).toFixed(1)} MB`);
+});
+
+test(`a queue of ${QUEUE_CLIENTS} clients waiting for a server lets the young generation grow`, async (t) => {
+  const b = track(t, await start([], { default_pool_size: 1, verbose: 1 }));
+  const holder = await rawLogin(b);
+  t.after(() => holder.destroy());
+  assert.equal(await rawSelect(holder, 'BEGIN'), null);
+  const waiters: Raw[] = [];
+  t.after(() => { for (const r of waiters) r.destroy(); });
+  for (let i = 0; i < QUEUE_CLIENTS + 4; i++) waiters.push(await rawLogin(b));
+  assert.doesNotMatch(b.log(), /young generation may grow/, 'no queue yet');
+  for (const r of waiters) r.send(query('SELECT 1'));
+  await waitFor('the janitor lets the young generation grow', () => /young generation may grow: \d+ clients wait for a server/.test(b.log()));
+  assert.equal(await rawSelect(holder, 'COMMIT'), null);
+  for (const r of waiters) assert.ok(await r.until('Z', 5000), 'every queued client is served');
 });
 
 test('tuneHeap leaves a young-generation size given on the command line or in NODE_OPTIONS alone', () => {
