@@ -49,8 +49,10 @@ const enum After {
   Retry = 3,
 }
 
-/** A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). */
-/** One per server, reused by each batch it keeps (no allocation per Bind). */
+/**
+ * A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). One per
+ * server, reused by each batch it keeps (no allocation per Bind).
+ */
 interface Capture {
   /** The statement the batch's first Bind uses. */
   st: Stmt | null;
