@@ -29,7 +29,7 @@ import type { Database, Pool, User } from './pool.js';
 import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
-import { cstringEnd, PARSE_COMPLETE, renamedLength, Rq, withName, writeRenamed, type Stmt } from './prepared.js';
+import { CLOSE_UNNAMED, cstringEnd, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
 import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
@@ -194,6 +194,11 @@ export class ClientConn extends Framer implements ListNode {
   private track = false;
   /** The client's named protocol-level statements, by the client's name (tracking mode; prepared.ts). */
   stmts: Map<string, Stmt> | null = null;
+  /**
+   * The client's unnamed statement as its own session would hold it (tracking mode): the Parse message that made it,
+   * to prepare it again on another server, or null for none. Set when PostgreSQL has answered (ServerConn.unnamedDone).
+   */
+  unnamedStmt: Buffer | null = null;
   /** Sending a batch again (replay()). */
   private replaying = false;
   /** Statements are looked at for session state (transaction/statement mode, session_state_policy not allow). */
@@ -498,6 +503,7 @@ export class ClientConn extends Framer implements ListNode {
     this.track = st.max_prepared_statements > 0 && pooled;
     this.guard = pooled && st.session_state_policy !== 'allow';
     this.server!.setTracking(this.track);
+    if (!this.track) this.server!.unnamed = UNNAMED_UNKNOWN; // untracked: its unnamed statement is no longer known
     const stash = this.stash;
     this.stash = null;
     if (stash) {
@@ -573,7 +579,7 @@ export class ClientConn extends Framer implements ListNode {
       case FE.Query:
       case FE.FunctionCall:
         s.sentRequest();
-        if (this.track) s.record(Rq.Simple);
+        if (this.track) s.record(type === FE.Query ? Rq.Simple : Rq.FunctionCall);
         break;
       case FE.Sync:
         if (!s.copyIn) {
@@ -685,12 +691,12 @@ export class ClientConn extends Framer implements ListNode {
     const nameEnd = cstringEnd(buf, nameStart, end);
     if (nameEnd < 0 || named > end) return this.malformed(type);
     const kind = type === FE.Parse ? Rq.Parse : type === FE.Bind ? Rq.Bind : type === FE.Describe ? Rq.Describe : Rq.Close;
-    // the unnamed statement, a portal, or a name the client never prepared here: as sent (PostgreSQL answers)
-    if (nameEnd === nameStart + 1 || ((type === FE.Describe || type === FE.Close) && buf[start + 5] !== 0x53)) {
-      if (type === FE.Parse && this.guard && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
+    // a portal, or anything after an error before the Sync (PostgreSQL ignores it: nothing changes): as sent
+    if (((type === FE.Describe || type === FE.Close) && buf[start + 5] !== 0x53) || s.ignoresUntilSync()) {
       s.record(kind);
       return Verdict.Forward;
     }
+    if (nameEnd === nameStart + 1) return this.onUnnamedMessage(type, kind, buf, start, end, nameStart, nameEnd);
     const stats = this.pool!.stats;
     if (type === FE.Parse) {
       const name = buf.toString('utf8', nameStart, nameEnd - 1);
@@ -729,6 +735,52 @@ export class ClientConn extends Framer implements ListNode {
       return Verdict.Skip;
     }
     if (this.out !== null && this.out.length > 0) this.actionPending = true;
+    return Verdict.Skip;
+  }
+
+  /**
+   * Parse, Bind, Describe or Close of the unnamed statement. It is sent as it is; but a Bind or Describe of it on a
+   * server whose unnamed statement is not the client's (another client's since, or this one is new to the client) is
+   * preceded by a Parse of the client's own, or, when it has none, by a Close (PostgreSQL then answers as it would
+   * the client's own session: the statement does not exist). Both are hidden from the client.
+   */
+  private onUnnamedMessage(type: number, kind: Rq, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number): Verdict {
+    const s = this.server!;
+    if (type === FE.Parse) {
+      if (this.guard && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
+      // the message, kept to prepare it elsewhere later; the same text as before keeps the same copy (no allocation)
+      const mine = this.unnamedStmt;
+      const msg = mine !== null && mine.length === end - start && mine.compare(buf, start, end) === 0 ? mine : Buffer.from(buf.subarray(start, end));
+      s.record(Rq.ParseUnnamed, null, null, msg);
+      return Verdict.Forward;
+    }
+    if (type === FE.Close) {
+      s.record(Rq.CloseUnnamed);
+      return Verdict.Forward;
+    }
+    const mine = this.unnamedStmt;
+    if (s.unnamedIsFor(mine)) {
+      s.record(kind);
+      return Verdict.Forward;
+    }
+    const out = (this.out ??= []);
+    if (mine !== null) {
+      out.push(mine);
+      s.record(Rq.ParseUnnamedHidden, null, null, mine);
+      this.pool!.stats.unnamedReprepares++;
+    } else {
+      out.push(CLOSE_UNNAMED);
+      s.record(Rq.CloseUnnamedHidden);
+    }
+    // sent by act() after what was added, unchanged
+    this.renameBuf = buf;
+    this.renameStart = start;
+    this.renameEnd = end;
+    this.renameNameStart = nameStart;
+    this.renameNameEnd = nameEnd;
+    this.renameTo = UNNAMED_Z;
+    this.actionPending = true;
+    s.record(kind);
     return Verdict.Skip;
   }
 

@@ -12,6 +12,10 @@ import { BE, FE } from '../protocol/codes.js';
 
 /** Prefix of the statement names pgtide uses on servers. */
 export const SERVER_NAME_PREFIX = 'PGTIDE_';
+/** The name a ParseCheck prepares under, closed again at once. */
+const CHECK_NAME_Z = Buffer.from(`${SERVER_NAME_PREFIX}CHECK\0`, 'latin1');
+/** Close('S', CHECK_NAME). */
+export const CLOSE_CHECK = Buffer.concat([Buffer.from([FE.Close, 0, 0, 0, 4 + 1 + CHECK_NAME_Z.length, 0x53]), CHECK_NAME_Z]);
 
 /** ParseComplete, answered by the pooler when the server already has the statement. */
 export const PARSE_COMPLETE = Buffer.from([BE.ParseComplete, 0, 0, 0, 4]);
@@ -52,6 +56,17 @@ export class Stmt {
   get query(): string {
     const nul = this.key.indexOf('\0');
     return Buffer.from(nul >= 0 ? this.key.slice(0, nul) : this.key, 'latin1').toString('utf8');
+  }
+
+  /** Parse of its text under CHECK_NAME (a ParseCheck). */
+  checkParseMsg(): Buffer {
+    const body = Buffer.from(this.key, 'latin1');
+    const msg = Buffer.allocUnsafe(1 + 4 + CHECK_NAME_Z.length + body.length);
+    msg[0] = FE.Parse;
+    msg.writeUInt32BE(msg.length - 1, 1);
+    CHECK_NAME_Z.copy(msg, 5);
+    body.copy(msg, 5 + CHECK_NAME_Z.length);
+    return msg;
   }
 
   /** Close('S', name) for evicting it from a server. */
@@ -125,15 +140,40 @@ export const enum Rq {
   CloseHidden = 8,
   /** Sync: done at ReadyForQuery. */
   Sync = 9,
-  /** Query or FunctionCall: done at ReadyForQuery. */
+  /** Query: done at ReadyForQuery. It also drops the session's unnamed statement. */
   Simple = 10,
+  /** The client's Parse of the unnamed statement, forwarded: once done, the server's unnamed statement is the client's. */
+  ParseUnnamed = 11,
+  /** A Parse of the client's unnamed statement the pooler added (the server holds another one): its ParseComplete is hidden. */
+  ParseUnnamedHidden = 12,
+  /** The client's Close of the unnamed statement, forwarded. */
+  CloseUnnamed = 13,
+  /** A Close of the unnamed statement the pooler added (the server holds another client's; this client has none): hidden. */
+  CloseUnnamedHidden = 14,
+  /** FunctionCall: done at ReadyForQuery (the unnamed statement stays). */
+  FunctionCall = 15,
+  /**
+   * The client's Parse of a statement the server already has, where the transaction may have failed: sent under a
+   * name closed again at once (a CloseHidden follows), so that PostgreSQL answers it as the client's own session
+   * would (25P02 in a failed transaction block). Its ParseComplete goes to the client.
+   */
+  ParseCheck = 16,
 }
+
+/** Close('S', ''): drops the unnamed statement. */
+export const CLOSE_UNNAMED = Buffer.from([FE.Close, 0, 0, 0, 6, 0x53, 0]);
+/** ServerConn.unnamed of a session whose unnamed statement is not known (a link without tracking used it). */
+export const UNNAMED_UNKNOWN = Buffer.alloc(0);
+/** The empty name, for sending a Bind or Describe of the unnamed statement through the rewriting path unchanged. */
+export const UNNAMED_Z = Buffer.from([0]);
 
 /** A ring of outstanding requests with the statement and client name each one concerns (for undoing on error). */
 export class ReplyQueue {
   private kinds = new Uint8Array(16);
   private stmts: (Stmt | null)[] = new Array<Stmt | null>(16).fill(null);
   private names: (string | null)[] = new Array<string | null>(16).fill(null);
+  /** A Parse of the unnamed statement: the message itself (it becomes the client's copy once done). */
+  private msgs: (Buffer | null)[] = new Array<Buffer | null>(16).fill(null);
   private head = 0;
   count = 0;
 
@@ -149,13 +189,31 @@ export class ReplyQueue {
     return this.count === 0 ? null : this.names[this.head]!;
   }
 
-  push(kind: Rq, stmt: Stmt | null = null, name: string | null = null): void {
+  get frontMsg(): Buffer | null {
+    return this.count === 0 ? null : this.msgs[this.head]!;
+  }
+
+  /** The j-th outstanding request (0 = front), its statement and client name. */
+  kindAt(j: number): Rq {
+    return this.kinds[(this.head + j) & (this.kinds.length - 1)] as Rq;
+  }
+
+  stmtAt(j: number): Stmt | null {
+    return this.stmts[(this.head + j) & (this.kinds.length - 1)]!;
+  }
+
+  nameAt(j: number): string | null {
+    return this.names[(this.head + j) & (this.kinds.length - 1)]!;
+  }
+
+  push(kind: Rq, stmt: Stmt | null = null, name: string | null = null, msg: Buffer | null = null): void {
     const cap = this.kinds.length;
     if (this.count === cap) this.grow();
     const i = (this.head + this.count) & (this.kinds.length - 1);
     this.kinds[i] = kind;
     this.stmts[i] = stmt;
     this.names[i] = name;
+    this.msgs[i] = msg;
     this.count++;
   }
 
@@ -164,6 +222,7 @@ export class ReplyQueue {
     const h = this.head;
     this.stmts[h] = null;
     this.names[h] = null;
+    this.msgs[h] = null;
     this.head = (h + 1) & (this.kinds.length - 1);
     this.count--;
   }
@@ -178,15 +237,18 @@ export class ReplyQueue {
     const kinds = new Uint8Array(cap * 2);
     const stmts = new Array<Stmt | null>(cap * 2).fill(null);
     const names = new Array<string | null>(cap * 2).fill(null);
+    const msgs = new Array<Buffer | null>(cap * 2).fill(null);
     for (let j = 0; j < this.count; j++) {
       const i = (this.head + j) & (cap - 1);
       kinds[j] = this.kinds[i]!;
       stmts[j] = this.stmts[i]!;
       names[j] = this.names[i]!;
+      msgs[j] = this.msgs[i]!;
     }
     this.kinds = kinds;
     this.stmts = stmts;
     this.names = names;
+    this.msgs = msgs;
     this.head = 0;
   }
 }

@@ -32,12 +32,16 @@ import type { ClientConn } from './client.js';
 import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
-import { PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
+import { CLOSE_CHECK, PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
 import { ioActivity } from '../net/spin.js';
 import { newServerId } from '../cluster/identity.js';
+
+/** Requests that change the session's unnamed statement. */
+const changesUnnamed = (k: Rq): boolean =>
+  k === Rq.ParseUnnamed || k === Rq.ParseUnnamedHidden || k === Rq.CloseUnnamed || k === Rq.CloseUnnamedHidden || k === Rq.Simple;
 
 const enum After {
   None = 0,
@@ -131,6 +135,15 @@ export class ServerConn extends Framer implements ListNode {
   /** Statements prepared on this server, with when each was last used (for evicting the least recently used). */
   stmts: Map<Stmt, number> | null = null;
   private stmtTick = 0;
+  /**
+   * The session's unnamed statement as of the requests PostgreSQL has answered: the Parse message that made it (the
+   * very buffer its client keeps as ClientConn.unnamedStmt), null when there is none, UNNAMED_UNKNOWN when a link
+   * without tracking may have changed it. A client's unnamed statement outlives its transaction in its own session;
+   * in transaction pooling another client may have replaced it on this server since.
+   */
+  unnamed: Buffer | null = null;
+  /** Requests of the current link that change the unnamed statement (recorded, not answered yet). */
+  private unnamedPending = 0;
   /** An error arrived before the Sync that ends its batch: requests up to that Sync are ignored by PostgreSQL. */
   private discarding = false;
   /** Pooler-made ParseCompletes reached the front of `replies`: send them once the current message is out. */
@@ -457,6 +470,7 @@ export class ServerConn extends Framer implements ListNode {
     this.internalDone = cb;
     this.internalError = null;
     this.internalRows = rows ?? null;
+    this.unnamed = null; // a simple query drops the session's unnamed statement
     this.socket!.write(query(sql));
   }
 
@@ -634,8 +648,9 @@ export class ServerConn extends Framer implements ListNode {
       const q = this.replies;
       while (q.count > 0) {
         const k = q.front;
+        if (k === Rq.Simple) this.unnamedDone(null); // a Query drops the unnamed statement
         q.shift();
-        if (k === Rq.Sync || k === Rq.Simple) break;
+        if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) break;
       }
       this.dropCapture();
       if (this.retry !== null && c !== null) {
@@ -783,7 +798,12 @@ export class ServerConn extends Framer implements ListNode {
     switch (type) {
       case BE.ParseComplete:
         if (q.front === Rq.ParseHidden) v = Verdict.Skip;
-        if (q.front === Rq.ParseHidden || q.front === Rq.Parse) q.shift();
+        if (q.front === Rq.ParseHidden || q.front === Rq.Parse || q.front === Rq.ParseCheck) q.shift();
+        else if (q.front === Rq.ParseUnnamed || q.front === Rq.ParseUnnamedHidden) {
+          if (q.front === Rq.ParseUnnamedHidden) v = Verdict.Skip;
+          this.unnamedDone(q.frontMsg);
+          q.shift();
+        }
         break;
       case BE.BindComplete:
         if (q.front === Rq.Bind) q.shift();
@@ -799,12 +819,37 @@ export class ServerConn extends Framer implements ListNode {
       case BE.CloseComplete:
         if (q.front === Rq.CloseHidden) v = Verdict.Skip;
         if (q.front === Rq.CloseHidden || q.front === Rq.Close) q.shift();
+        else if (q.front === Rq.CloseUnnamed || q.front === Rq.CloseUnnamedHidden) {
+          if (q.front === Rq.CloseUnnamedHidden) v = Verdict.Skip;
+          this.unnamedDone(null);
+          q.shift();
+        }
         break;
       default:
         return Verdict.Forward;
     }
     this.checkFakes();
     return v;
+  }
+
+  /**
+   * A Parse (msg) or Close (null) of the unnamed statement, or a simple Query (null), is done: the session's unnamed
+   * statement is now the linked client's, or gone, and so is the client's own.
+   */
+  private unnamedDone(msg: Buffer | null): void {
+    if (this.unnamedPending > 0) this.unnamedPending--;
+    this.unnamed = msg;
+    const c = this.client;
+    if (c !== null) c.unnamedStmt = msg;
+  }
+
+  /**
+   * Whether a Bind or Describe of the unnamed statement sent now by the linked client, whose own is `mine` (its Parse
+   * message, or null for none), finds in this session what it would find in its own. True while a Parse or Close
+   * of it or a Query of this link is under way (the session's is then the client's doing).
+   */
+  unnamedIsFor(mine: Buffer | null): boolean {
+    return this.unnamedPending > 0 || this.unnamed === mine;
   }
 
   private checkFakes(): void {
@@ -832,7 +877,7 @@ export class ServerConn extends Framer implements ListNode {
   private onTrackedError(buf: Buffer, start: number, end: number): boolean {
     const q = this.replies;
     const k = q.front;
-    if (k === Rq.None || k === Rq.Simple) return false;
+    if (k === Rq.None || k === Rq.Simple || k === Rq.FunctionCall) return false;
     const cap = this.capture;
     let retry = false;
     if (cap !== null && cap.st !== null && k === Rq.Bind && q.frontStmt === cap.st && q.count === cap.entries && this.client !== null) {
@@ -850,10 +895,16 @@ export class ServerConn extends Framer implements ListNode {
       }
     }
     this.dropCapture();
-    while (q.count > 0 && q.front !== Rq.Sync) {
-      this.undo(q.front, q.frontStmt, q.frontName);
-      q.shift();
+    // PostgreSQL ignored everything up to the Sync: take it back newest first, so that a Close and a Parse of one
+    // name leave the name as it was before the Close
+    let n = 0;
+    while (n < q.count && q.kindAt(n) !== Rq.Sync) n++;
+    for (let j = n - 1; j >= 0; j--) {
+      const k = q.kindAt(j);
+      if (changesUnnamed(k) && this.unnamedPending > 0) this.unnamedPending--;
+      this.undo(k, q.stmtAt(j), q.nameAt(j));
     }
+    for (let j = 0; j < n; j++) q.shift();
     if (q.count === 0) this.discarding = true;
     return retry;
   }
@@ -884,9 +935,29 @@ export class ServerConn extends Framer implements ListNode {
     return !this.batchExecuted && this.txStatus === TxStatus.Idle && this.capture === null && this.retry === null && !this.discarding;
   }
 
+  /**
+   * Whether the transaction a request sent now lands in may have failed: it has (the last ReadyForQuery said so), or
+   * a batch before it is not answered yet. Within the batch, an earlier failure means PostgreSQL ignores the request
+   * anyway (undone at the error).
+   */
+  private mayBeFailed(): boolean {
+    if (this.txStatus === TxStatus.Failed) return true;
+    const q = this.replies;
+    for (let j = 0; j < q.count; j++) {
+      const k = q.kindAt(j);
+      if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) return true;
+    }
+    return false;
+  }
+
+  /** An error came back before the Sync that ends the batch being sent: PostgreSQL ignores requests until that Sync. */
+  ignoresUntilSync(): boolean {
+    return this.discarding;
+  }
+
   /** Record a request sent to the server (in order). */
-  record(kind: Rq, st: Stmt | null = null, name: string | null = null): void {
-    if (kind === Rq.Execute || kind === Rq.Simple) this.batchExecuted = true;
+  record(kind: Rq, st: Stmt | null = null, name: string | null = null, msg: Buffer | null = null): void {
+    if (kind === Rq.Execute || kind === Rq.Simple || kind === Rq.FunctionCall) this.batchExecuted = true;
     else if (kind === Rq.Sync) this.batchExecuted = false;
     if (this.discarding) {
       if (kind !== Rq.Sync) {
@@ -904,7 +975,8 @@ export class ServerConn extends Framer implements ListNode {
       }
       return;
     }
-    this.replies.push(kind, st, name);
+    if (changesUnnamed(kind)) this.unnamedPending++;
+    this.replies.push(kind, st, name, msg);
   }
 
   /** A request PostgreSQL ignored (an earlier error in its batch): take back what sending it changed. */
@@ -920,6 +992,7 @@ export class ServerConn extends Framer implements ListNode {
         this.forget(st!);
         break;
       case Rq.ParseFake:
+      case Rq.ParseCheck:
         this.client?.unmapStmt(name!, st!);
         break;
       case Rq.Close:
@@ -938,6 +1011,13 @@ export class ServerConn extends Framer implements ListNode {
     const m = this.stmts;
     if (m !== null && m.has(st)) {
       m.set(st, ++this.stmtTick);
+      if (this.mayBeFailed()) {
+        // PostgreSQL refuses a Parse in a failed transaction block (25P02): let it answer this one
+        out.push(st.checkParseMsg(), CLOSE_CHECK);
+        this.record(Rq.ParseCheck, st, name);
+        this.record(Rq.CloseHidden);
+        return;
+      }
       this.record(Rq.ParseFake, st, name);
       return;
     }
@@ -1006,6 +1086,7 @@ export class ServerConn extends Framer implements ListNode {
   setTracking(on: boolean): void {
     this.tracking = on;
     this.replies.clear();
+    this.unnamedPending = 0;
     this.discarding = false;
     this.fakesDue = false;
     this.batchExecuted = false;

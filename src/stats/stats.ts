@@ -20,6 +20,8 @@ export class PoolStats {
   bindCount = 0;
   /** Batches retried after a shared prepared statement failed (pgtide's own counter). */
   stmtRetries = 0;
+  /** A client's unnamed statement prepared again on a server that held another one (pgtide's own counter). */
+  unnamedReprepares = 0;
   /** Session-state checks run, clients pinned to their server, statements refused (session_state_policy). */
   stateChecks = 0;
   statePins = 0;
@@ -74,6 +76,7 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.serverParseCount += s.serverParseCount;
     t.bindCount += s.bindCount;
     t.stmtRetries += s.stmtRetries;
+    t.unnamedReprepares += s.unnamedReprepares;
     t.stateChecks += s.stateChecks;
     t.statePins += s.statePins;
     t.stateRefusals += s.stateRefusals;
