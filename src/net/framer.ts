@@ -20,6 +20,11 @@ export abstract class Framer {
   protected actionPending = false;
   /** Set when the owner has closed: processing stops at once. */
   protected stopped = false;
+  /**
+   * Set by onMessage to stop before the message it was given (it returns Skip): the bytes before it are emitted, and
+   * onSuspend gets the message and the rest of the chunk, to be fed again later.
+   */
+  protected suspendPending = false;
 
   /** Whether the owner needs the whole message of this type (length word `length`) before deciding. */
   protected abstract wantBody(type: number, length: number): boolean;
@@ -31,6 +36,8 @@ export abstract class Framer {
   protected abstract emit(data: Buffer): void;
   /** Carry out what a handler asked for via actionPending. */
   protected abstract act(): void;
+  /** What is left of the input once onMessage asked to stop before a message (suspendPending). */
+  protected onSuspend(_rest: Buffer): void {}
   /** Largest length word accepted. */
   protected abstract maxMessage(): number;
   /** A length word that is impossible or too large: the owner closes the connection. */
@@ -89,6 +96,12 @@ export abstract class Framer {
         if (end > len) break;
         const v = this.onMessage(type, chunk, pos, end);
         if (this.stopped) return;
+        if (this.suspendPending) {
+          this.suspendPending = false;
+          if (run < pos) this.emit(chunk.subarray(run, pos));
+          this.onSuspend(chunk.subarray(pos));
+          return;
+        }
         if (v === Verdict.Skip) {
           if (run < pos) this.emit(chunk.subarray(run, pos));
           run = end;
@@ -188,6 +201,11 @@ export abstract class Framer {
     this.resetFraming();
     const v = this.onMessage(type, acc, 0, acc.length);
     if (this.stopped) return len;
+    if (this.suspendPending) {
+      this.suspendPending = false;
+      this.onSuspend(pos < len ? Buffer.concat([acc, chunk.subarray(pos)]) : acc);
+      return len;
+    }
     if (v === Verdict.Forward) this.emit(acc);
     if (this.actionPending) {
       this.actionPending = false;

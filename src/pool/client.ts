@@ -201,6 +201,11 @@ export class ClientConn extends Framer implements ListNode {
   unnamedStmt: Buffer | null = null;
   /** Sending a batch again (replay()). */
   private replaying = false;
+  /**
+   * Stopped before a statement message until the server has answered earlier batches that changed what it or the
+   * client has prepared (ServerConn.unsettledEffects); the rest of the input waits in `stash`.
+   */
+  private suspended = false;
   /** Statements are looked at for session state (transaction/statement mode, session_state_policy not allow). */
   private guard = false;
   /** The current transaction ran a statement that may have left session state: check at its end. */
@@ -379,6 +384,10 @@ export class ClientConn extends Framer implements ListNode {
     ioActivity();
     this.lastActivity = clock.now;
     if (this.forwarding) {
+      if (this.suspended) {
+        this.hold(chunk); // counted when fed
+        return;
+      }
       this.pool!.stats.received(chunk.length);
       this.feedToServer(chunk);
       if (this.server?.releaseWhenClientDone && this.atBoundary()) this.server.clientAtBoundary();
@@ -506,20 +515,53 @@ export class ClientConn extends Framer implements ListNode {
     if (!this.track) this.server!.unnamed = UNNAMED_UNKNOWN; // untracked: its unnamed statement is no longer known
     const stash = this.stash;
     this.stash = null;
-    if (stash) {
-      for (let i = 0; i < stash.length; i++) {
-        const chunk = stash[i]!;
-        this.pool!.stats.received(chunk.length);
-        this.feedToServer(chunk);
-        if (this.closed || !this.forwarding) return;
+    if (stash && !this.feedHeld(stash)) return;
+    if (!this.terminating && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Feed what was held to the linked server, in order; false when it stopped (closed, unlinked, or suspended again). */
+  private feedHeld(held: Buffer[]): boolean {
+    for (let i = 0; i < held.length; i++) {
+      const chunk = held[i]!;
+      this.pool!.stats.received(chunk.length);
+      this.feedToServer(chunk);
+      if (this.closed || !this.forwarding) return false;
+      if (this.suspended) {
+        for (let j = i + 1; j < held.length; j++) this.hold(held[j]!);
+        return false;
       }
     }
-    if (!this.terminating && this.socket.isPaused()) this.socket.resume();
+    return true;
+  }
+
+  /** The framer stopped before a statement message (suspendPending): keep it and the rest until resumeSuspended. */
+  protected override onSuspend(rest: Buffer): void {
+    this.suspended = true;
+    this.pool!.stats.received(-rest.length); // counted again when fed
+    this.stash = [rest];
+    this.stashBytes = rest.length;
+    this.socket.pause();
+  }
+
+  isSuspended(): boolean {
+    return this.suspended;
+  }
+
+  /** The server has answered the batches the client's next statement message depended on: go on with the input. */
+  resumeSuspended(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    const held = this.stash;
+    this.stash = null;
+    this.stashBytes = 0;
+    if (held && !this.feedHeld(held)) return;
+    if (!this.terminating && !this.closed && this.socket.isPaused()) this.socket.resume();
   }
 
   /** The server went back to the pool. */
   unlinked(): void {
     this.forwarding = false;
+    this.suspended = false; // what it held goes to the next server (requestIfWaiting)
     this.server?.setTracking(false);
     this.track = false;
     this.guard = false;
@@ -681,7 +723,6 @@ export class ClientConn extends Framer implements ListNode {
   /** Parse, Bind, Describe or Close while statements are tracked: map the client's statement names to the server's. */
   private onStmtMessage(type: number, buf: Buffer, start: number, end: number): Verdict {
     const s = this.server!;
-    s.dirty = true;
     const named = type === FE.Describe || type === FE.Close ? start + 6 : start + 5;
     let nameStart = named;
     if (type === FE.Bind) {
@@ -693,9 +734,17 @@ export class ClientConn extends Framer implements ListNode {
     const kind = type === FE.Parse ? Rq.Parse : type === FE.Bind ? Rq.Bind : type === FE.Describe ? Rq.Describe : Rq.Close;
     // a portal, or anything after an error before the Sync (PostgreSQL ignores it: nothing changes): as sent
     if (((type === FE.Describe || type === FE.Close) && buf[start + 5] !== 0x53) || s.ignoresUntilSync()) {
+      s.dirty = true;
       s.record(kind);
       return Verdict.Forward;
     }
+    if (s.unsettledEffects()) {
+      // an earlier batch, not answered yet, changed what is prepared: if it fails, that change did not happen, so
+      // this message waits for its answer (a pipelining client; PostgreSQL would see it after that answer too)
+      this.suspendPending = true;
+      return Verdict.Skip;
+    }
+    s.dirty = true;
     if (nameEnd === nameStart + 1) return this.onUnnamedMessage(type, kind, buf, start, end, nameStart, nameEnd);
     const stats = this.pool!.stats;
     if (type === FE.Parse) {

@@ -176,6 +176,8 @@ export class ReplyQueue {
   private msgs: (Buffer | null)[] = new Array<Buffer | null>(16).fill(null);
   private head = 0;
   count = 0;
+  /** Outstanding requests that end a batch (Sync, Query, FunctionCall): more than one batch is in flight when > 0 before the last. */
+  ends = 0;
 
   get front(): Rq {
     return this.count === 0 ? Rq.None : (this.kinds[this.head] as Rq);
@@ -215,11 +217,14 @@ export class ReplyQueue {
     this.names[i] = name;
     this.msgs[i] = msg;
     this.count++;
+    if (kind === Rq.Sync || kind === Rq.Simple || kind === Rq.FunctionCall) this.ends++;
   }
 
   shift(): void {
     if (this.count === 0) return;
     const h = this.head;
+    const k = this.kinds[h];
+    if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) this.ends--;
     this.stmts[h] = null;
     this.names[h] = null;
     this.msgs[h] = null;

@@ -51,7 +51,14 @@ const enum After {
   StatementTx = 2,
   /** A Bind failed because of the pooler's shared statement: prepare it afresh and send the batch again. */
   Retry = 3,
+  /** The client waited for earlier batches' answers before a statement message: it may go on. */
+  Resume = 4,
 }
+
+/** Requests that change what the server or the client has prepared (undone, or not done, when PostgreSQL ignores them). */
+const changesStmts = (k: Rq): boolean =>
+  k === Rq.Parse || k === Rq.ParseHidden || k === Rq.ParseFake || k === Rq.ParseCheck || k === Rq.Close || k === Rq.CloseHidden ||
+  k === Rq.ParseUnnamed || k === Rq.ParseUnnamedHidden || k === Rq.CloseUnnamed || k === Rq.CloseUnnamedHidden;
 
 /**
  * A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). One per
@@ -583,7 +590,10 @@ export class ServerConn extends Framer implements ListNode {
   private releaseAtEnd(): void {
     const c = this.client;
     if (c !== null && c.stateCheckDue()) this.checkState(c);
-    else this.pool.release(this);
+    else {
+      this.pool.release(this);
+      c?.requestIfWaiting(); // input it held while waiting for answers (ClientConn.resumeSuspended) needs a server
+    }
   }
 
   // ---- reply path ----
@@ -664,6 +674,12 @@ export class ServerConn extends Framer implements ListNode {
     }
     if (this.outstanding > 0) this.outstanding--;
     this.xactStart = this.pool.stats.onReady(this.requestStart, this.xactStart, status);
+    if (c !== null && c.isSuspended() && !this.unsettledEffects()) {
+      // what it waited for is answered: it goes on once this ReadyForQuery is out
+      this.after = After.Resume;
+      this.actionPending = true;
+      return Verdict.Forward;
+    }
     if (this.outstanding === 0 && !this.dirty && !this.copyIn) {
       if (!c) return Verdict.Skip;
       const mode = this.pool.mode();
@@ -700,6 +716,9 @@ export class ServerConn extends Framer implements ListNode {
         this.releaseWhenClientDone = this.client?.midMessage ?? false;
         if (this.releaseWhenClientDone) break;
         this.releaseAtEnd();
+        break;
+      case After.Resume:
+        this.client?.resumeSuspended();
         break;
       case After.Retry: {
         const r = this.retry!;
@@ -941,11 +960,23 @@ export class ServerConn extends Framer implements ListNode {
    * anyway (undone at the error).
    */
   private mayBeFailed(): boolean {
-    if (this.txStatus === TxStatus.Failed) return true;
+    return this.txStatus === TxStatus.Failed || this.replies.ends > 0;
+  }
+
+  /**
+   * Whether a batch before the one being sent, not answered yet, changed what is prepared (a Parse or Close, the
+   * client's or the pooler's). Its changes are assumed done; if it fails they are undone, and what the client sent
+   * after it would have been rewritten on a wrong assumption.
+   */
+  unsettledEffects(): boolean {
     const q = this.replies;
+    if (q.ends === 0) return false; // one batch in flight (the usual case)
+    let effects = false;
     for (let j = 0; j < q.count; j++) {
       const k = q.kindAt(j);
-      if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) return true;
+      if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) {
+        if (effects) return true;
+      } else if (changesStmts(k)) effects = true;
     }
     return false;
   }

@@ -1,12 +1,13 @@
 // Extended protocol through transaction pooling, checked against PostgreSQL itself: random batches of Parse, Bind,
 // Describe, Execute, Close, Flush and Sync (with simple queries, transaction blocks and DEALLOCATE ALL between them;
-// some batches sent in two parts, the second after the replies to the first may have come) are sent by 8 clients at
-// once through pgtide, whose clients share 2 servers that keep at most 3 statements each, and one by one straight to
-// PostgreSQL on a connection of their own. Every client must see exactly the replies its own session gives, message
-// for message. The documented differences (docs/transaction-mode.md) are kept out of the programs or normalised: a
-// statement's server-side name in error texts, a Parse-only batch of invalid SQL, 42P05 closing the connection, a
-// Bind's own error in a failed transaction block. FUZZ_SEED=<n> runs other programs; FUZZ_DUMP=<client> prints one
-// client's batches and replies up to the first difference.
+// some batches sent in two parts, the second after the replies to the first may have come; some pipelined, sent
+// together with the next before any reply) are sent by 8 clients at once through pgtide, whose clients share 2
+// servers that keep at most 3 statements each, and one by one straight to PostgreSQL on a connection of their own.
+// Every client must see exactly the replies its own session gives, message for message. The documented differences
+// (docs/transaction-mode.md) are kept out of the programs or normalised: a statement's server-side name in error
+// texts, a Parse-only batch of invalid SQL, 42P05 closing the connection, a Bind's own error in a failed transaction
+// block. FUZZ_SEED=<n> runs other programs; FUZZ_DUMP=<client> prints one client's batches and replies up to the
+// first difference.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,6 +45,8 @@ interface Step {
   bytes: Buffer;
   /** Sent in two writes a few milliseconds apart, split after a Flush at this offset (replies to the first part may come first). */
   split?: number;
+  /** Sent together with the batch after it, before reading any reply (pipelined). */
+  piped?: boolean;
 }
 
 /** One client's program: a list of batches, each ending where PostgreSQL answers ReadyForQuery. */
@@ -121,7 +124,10 @@ function program(seed: number, batches: number): Step[] {
     }
     parts.push(sync());
     text.push('Sync');
-    steps.push({ text: text.join(' '), bytes: Buffer.concat(parts), split });
+    // piped only when it makes or drops no named statement: a batch sent before the answer to one that does relies
+    // on it having worked (transaction-mode.md)
+    const piped = split === undefined && rand() < 0.3;
+    steps.push({ text: text.join(' ') + (piped ? ' >>' : ''), bytes: Buffer.concat(parts), split, piped });
   }
   // no transaction block left open: it would keep its server from the clients still running
   steps.push({ text: 'Query(ROLLBACK)', bytes: query('ROLLBACK') });
@@ -208,18 +214,23 @@ function failedTxSame(seen: string[], truth: string[]): string[] {
 
 async function runProgram(r: Raw, steps: Step[]): Promise<string[][]> {
   const got: string[][] = [];
-  for (const s of steps) {
-    if (s.split !== undefined) {
-      // the replies to the first part (up to its Flush) may come before the rest is sent
+  for (let i = 0; i < steps.length; ) {
+    // a run of piped batches and the one after it go out together; a split batch goes in two parts
+    let j = i;
+    while (j < steps.length - 1 && steps[j]!.piped) j++;
+    const s = steps[i]!;
+    if (j === i && s.split !== undefined) {
       r.send(s.bytes.subarray(0, s.split));
       await new Promise((res) => setTimeout(res, 3));
       r.send(s.bytes.subarray(s.split));
     } else {
-      r.send(s.bytes);
+      r.send(Buffer.concat(steps.slice(i, j + 1).map((x) => x.bytes)));
     }
-    const a = await answer(r);
-    got.push(a);
-    if (a.includes('closed') || a.includes('no reply in 10 s')) break;
+    for (; i <= j; i++) {
+      const a = await answer(r);
+      got.push(a);
+      if (a.includes('closed') || a.includes('no reply in 10 s')) return got;
+    }
   }
   return got;
 }
