@@ -160,6 +160,19 @@ export const enum Rq {
   ParseCheck = 16,
 }
 
+/** What a kind of request does, as bits of RQ_FLAGS[kind]: ends a batch, changes the unnamed statement, changes what is prepared. */
+export const RQ_ENDS = 1;
+export const RQ_UNNAMED = 2;
+export const RQ_STMTS = 4;
+export const RQ_FLAGS = (() => {
+  const f = new Uint8Array(32);
+  f[Rq.Sync] = f[Rq.FunctionCall] = RQ_ENDS;
+  f[Rq.Simple] = RQ_ENDS | RQ_UNNAMED;
+  f[Rq.ParseUnnamed] = f[Rq.ParseUnnamedHidden] = f[Rq.CloseUnnamed] = f[Rq.CloseUnnamedHidden] = RQ_UNNAMED | RQ_STMTS;
+  f[Rq.Parse] = f[Rq.ParseHidden] = f[Rq.ParseFake] = f[Rq.ParseCheck] = f[Rq.Close] = f[Rq.CloseHidden] = RQ_STMTS;
+  return f;
+})();
+
 /** Close('S', ''): drops the unnamed statement. */
 export const CLOSE_UNNAMED = Buffer.from([FE.Close, 0, 0, 0, 6, 0x53, 0]);
 /** ServerConn.unnamed of a session whose unnamed statement is not known (a link without tracking used it). */
@@ -217,14 +230,13 @@ export class ReplyQueue {
     this.names[i] = name;
     this.msgs[i] = msg;
     this.count++;
-    if (kind === Rq.Sync || kind === Rq.Simple || kind === Rq.FunctionCall) this.ends++;
+    if ((RQ_FLAGS[kind]! & RQ_ENDS) !== 0) this.ends++;
   }
 
   shift(): void {
     if (this.count === 0) return;
     const h = this.head;
-    const k = this.kinds[h];
-    if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) this.ends--;
+    if ((RQ_FLAGS[this.kinds[h]!]! & RQ_ENDS) !== 0) this.ends--;
     this.stmts[h] = null;
     this.names[h] = null;
     this.msgs[h] = null;

@@ -32,16 +32,12 @@ import type { ClientConn } from './client.js';
 import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
-import { CLOSE_CHECK, PARSE_COMPLETE, ReplyQueue, Rq, type Stmt } from './prepared.js';
+import { CLOSE_CHECK, PARSE_COMPLETE, ReplyQueue, Rq, RQ_ENDS, RQ_FLAGS, RQ_STMTS, RQ_UNNAMED, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
 import { ioActivity } from '../net/spin.js';
 import { newServerId } from '../cluster/identity.js';
-
-/** Requests that change the session's unnamed statement. */
-const changesUnnamed = (k: Rq): boolean =>
-  k === Rq.ParseUnnamed || k === Rq.ParseUnnamedHidden || k === Rq.CloseUnnamed || k === Rq.CloseUnnamedHidden || k === Rq.Simple;
 
 const enum After {
   None = 0,
@@ -55,10 +51,6 @@ const enum After {
   Resume = 4,
 }
 
-/** Requests that change what the server or the client has prepared (undone, or not done, when PostgreSQL ignores them). */
-const changesStmts = (k: Rq): boolean =>
-  k === Rq.Parse || k === Rq.ParseHidden || k === Rq.ParseFake || k === Rq.ParseCheck || k === Rq.Close || k === Rq.CloseHidden ||
-  k === Rq.ParseUnnamed || k === Rq.ParseUnnamedHidden || k === Rq.CloseUnnamed || k === Rq.CloseUnnamedHidden;
 
 /**
  * A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). One per
@@ -920,7 +912,7 @@ export class ServerConn extends Framer implements ListNode {
     while (n < q.count && q.kindAt(n) !== Rq.Sync) n++;
     for (let j = n - 1; j >= 0; j--) {
       const k = q.kindAt(j);
-      if (changesUnnamed(k) && this.unnamedPending > 0) this.unnamedPending--;
+      if ((RQ_FLAGS[k]! & RQ_UNNAMED) !== 0 && this.unnamedPending > 0) this.unnamedPending--;
       this.undo(k, q.stmtAt(j), q.nameAt(j));
     }
     for (let j = 0; j < n; j++) q.shift();
@@ -973,10 +965,10 @@ export class ServerConn extends Framer implements ListNode {
     if (q.ends === 0) return false; // one batch in flight (the usual case)
     let effects = false;
     for (let j = 0; j < q.count; j++) {
-      const k = q.kindAt(j);
-      if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) {
+      const f = RQ_FLAGS[q.kindAt(j)]!;
+      if ((f & RQ_ENDS) !== 0) {
         if (effects) return true;
-      } else if (changesStmts(k)) effects = true;
+      } else if ((f & RQ_STMTS) !== 0) effects = true;
     }
     return false;
   }
@@ -1006,7 +998,7 @@ export class ServerConn extends Framer implements ListNode {
       }
       return;
     }
-    if (changesUnnamed(kind)) this.unnamedPending++;
+    if ((RQ_FLAGS[kind]! & RQ_UNNAMED) !== 0) this.unnamedPending++;
     this.replies.push(kind, st, name, msg);
   }
 
