@@ -451,6 +451,17 @@ export class ClientConn extends Framer implements ListNode {
     this.writeGathered();
   }
 
+  /** Have act() send the Bind or Describe buf[start..end) with the statement name at [nameStart, nameEnd) replaced by `to`. */
+  private sendRenamed(buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number, to: Buffer): void {
+    this.renameBuf = buf;
+    this.renameStart = start;
+    this.renameEnd = end;
+    this.renameNameStart = nameStart;
+    this.renameNameEnd = nameEnd;
+    this.renameTo = to;
+    this.actionPending = true;
+  }
+
   /** The Bind or Describe onStmtMessage left in rename*, with the server-side name: written into the gather, or made. */
   private emitRenamed(): void {
     const buf = this.renameBuf!;
@@ -773,13 +784,7 @@ export class ClientConn extends Framer implements ListNode {
       }
       s.ensurePrepared(st, (this.out ??= []));
       // sent by act(), once the bytes before it and what ensurePrepared added are out
-      this.renameBuf = buf;
-      this.renameStart = start;
-      this.renameEnd = end;
-      this.renameNameStart = nameStart;
-      this.renameNameEnd = nameEnd;
-      this.renameTo = st.nameZ;
-      this.actionPending = true;
+      this.sendRenamed(buf, start, end, nameStart, nameEnd, st.nameZ);
       s.record(kind, st); // a Bind or Describe changes nothing to undo: no name kept
       return Verdict.Skip;
     }
@@ -822,13 +827,7 @@ export class ClientConn extends Framer implements ListNode {
       s.record(Rq.CloseUnnamedHidden);
     }
     // sent by act() after what was added, unchanged
-    this.renameBuf = buf;
-    this.renameStart = start;
-    this.renameEnd = end;
-    this.renameNameStart = nameStart;
-    this.renameNameEnd = nameEnd;
-    this.renameTo = UNNAMED_Z;
-    this.actionPending = true;
+    this.sendRenamed(buf, start, end, nameStart, nameEnd, UNNAMED_Z);
     s.record(kind);
     return Verdict.Skip;
   }

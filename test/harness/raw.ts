@@ -217,6 +217,19 @@ export const closeMsg = (kind: 'S' | 'P', name: string) => typed('C', Buffer.con
 export const sync = () => typed('S', '');
 export const flush = () => typed('H', '');
 
+/** A DataRow body as `D:<col>,<col>…` (text columns; `null` for NULL). */
+export function dataRowText(body: Buffer): string {
+  const cols: string[] = [];
+  let pos = 2;
+  for (let i = body.readInt16BE(0); i > 0; i--) {
+    const len = body.readInt32BE(pos);
+    pos += 4;
+    cols.push(len < 0 ? 'null' : body.subarray(pos, pos + len).toString('utf8'));
+    if (len > 0) pos += len;
+  }
+  return `D:${cols.join(',')}`;
+}
+
 /** Messages up to and including the next ReadyForQuery, as type letters; DataRow first columns and errors' SQLSTATE/message added. */
 export async function replies(r: Raw, ms = 5000): Promise<string[]> {
   const out: string[] = [];
@@ -227,15 +240,7 @@ export async function replies(r: Raw, ms = 5000): Promise<string[]> {
       return out;
     }
     if (m.type === 'D') {
-      const cols: string[] = [];
-      let pos = 2;
-      for (let i = m.body.readInt16BE(0); i > 0; i--) {
-        const len = m.body.readInt32BE(pos);
-        pos += 4;
-        cols.push(len < 0 ? 'null' : m.body.subarray(pos, pos + len).toString('utf8'));
-        if (len > 0) pos += len;
-      }
-      out.push(`D:${cols.join(',')}`);
+      out.push(dataRowText(m.body));
     } else if (m.type === 'E') {
       const f = errorFields(m.body);
       out.push(`E:${f.C}:${f.M}`);

@@ -14,6 +14,16 @@ export type Ctx = { after(fn: () => unknown): unknown };
 export type PgError = Error & { code?: string; severity?: string };
 
 /** Resolve after `ms` milliseconds. */
+/** A small deterministic PRNG (mulberry32): the same seed gives the same numbers in [0, 1). */
+export function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**

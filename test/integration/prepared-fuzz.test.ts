@@ -13,18 +13,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track } from '../harness/pgtide.js';
-import { consoleRows, stillServes, waitFor } from '../harness/util.js';
-import { bind, closeMsg, describe, errorFields, execute, finishLogin, flush, parse, query, Raw, rawLogin, startupPacket, sync } from '../harness/raw.js';
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { consoleRows, rng, stillServes, waitFor } from '../harness/util.js';
+import { bind, closeMsg, dataRowText, describe, errorFields, execute, finishLogin, flush, parse, query, Raw, rawLogin, startupPacket, sync } from '../harness/raw.js';
 
 /** Query texts and how many parameters each takes. None is invalid SQL (see the header). */
 const QUERIES: { sql: string; params: number; types?: number[] }[] = [
@@ -152,18 +142,9 @@ async function answer(r: Raw, out: string[] = []): Promise<string[]> {
       case 'S':
       case 'N':
         continue;
-      case 'D': {
-        const cols: string[] = [];
-        let pos = 2;
-        for (let i = m.body.readInt16BE(0); i > 0; i--) {
-          const len = m.body.readInt32BE(pos);
-          pos += 4;
-          cols.push(len < 0 ? 'null' : m.body.subarray(pos, pos + len).toString('utf8'));
-          if (len > 0) pos += len;
-        }
-        out.push(`D:${cols.join(',')}`);
+      case 'D':
+        out.push(dataRowText(m.body));
         break;
-      }
       case 'T': {
         const fields: string[] = [];
         let pos = 2;

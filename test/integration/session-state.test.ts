@@ -8,18 +8,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres } from '../harness/postgres.js';
 import { pgtideWith, track } from '../harness/pgtide.js';
-import { appClient, stillServes, waitFor, type PgError, consoleRows } from '../harness/util.js';
+import { appClient, rng, stillServes, waitFor, type PgError, consoleRows } from '../harness/util.js';
 
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('SET statement_timeout / search_path / application_name follow their client and are never seen by another (10,000 random steps)', { timeout: 120_000 }, async (t) => {
   const server = await sharedPostgres();
