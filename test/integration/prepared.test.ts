@@ -1,7 +1,9 @@
 // Protocol-level prepared statements in transaction pooling, byte by byte with a raw client: a statement follows
 // its client to any server (re-prepared, the re-prepare hidden), pooler-made ParseCompletes arrive in order, a
 // batch that fails undoes what it would have created, Close is answered without touching the server, the LRU
-// evicts, DEALLOCATE ALL clears, a name prepared twice is PostgreSQL's 42P05, and the counters show it all.
+// evicts, DEALLOCATE ALL clears, a name prepared twice is PostgreSQL's 42P05, and the counters show it all. The
+// unnamed statement follows its client too, a Parse in a failed transaction is PostgreSQL's to answer, and a
+// pipelined batch never relies on an earlier one that failed.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -312,4 +314,71 @@ test('a malformed Parse, Bind, Describe or Close is a protocol violation (08P01)
     await expectErrorAndClose(a, '08P01', /invalid message format/);
     await stillServes(b);
   }
+});
+
+test('the unnamed statement follows its client across transactions; another client never runs it, one without one gets 26000', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const a = await open(t, b);
+  const c = await open(t, b);
+  const d = await open(t, b);
+  // asyncpg / PQprepare(conn, "", …): the Parse in one round trip, the Bind in the next (another transaction)
+  a.send(Buffer.concat([parse('', 'select $1::int * 10 as a'), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  // meanwhile another client parses its own unnamed statement on the same (only) server
+  c.send(Buffer.concat([parse('', "select 'c' as c"), bind(''), execute(), sync()]));
+  assert.deepEqual(await replies(c), ['1', '2', 'D:c', 'C:SELECT 1', 'Z']);
+  a.send(Buffer.concat([bind('', ['4']), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:40', 'C:SELECT 1', 'Z'], "a ran its own statement, not c's");
+  a.send(Buffer.concat([describe('S', ''), sync()]));
+  assert.deepEqual(await replies(a), ['t', 'T', 'Z']);
+  // a client that never parsed one finds none, as in its own session (the server holds a's)
+  d.send(Buffer.concat([bind(''), execute(), sync()]));
+  assert.deepEqual(await replies(d), ['E:26000:unnamed prepared statement does not exist', 'Z']);
+  // a simple query drops the client's unnamed statement, as PostgreSQL does
+  a.send(query('select 1'));
+  assert.deepEqual(await replies(a), ['T', 'D:1', 'C:SELECT 1', 'Z']);
+  a.send(Buffer.concat([bind('', ['5']), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['E:26000:unnamed prepared statement does not exist', 'Z']);
+  const ss = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.user === 'app')!;
+  assert.ok(Number(ss.unnamed_reprepares) >= 1, `unnamed_reprepares ${ss.unnamed_reprepares}`);
+  await stillServes(b);
+});
+
+test('a Parse in a failed transaction block gets 25P02 from PostgreSQL even when the server has the statement; the name stays free', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+  const c = await open(t, b);
+  c.send(Buffer.concat([parse('s', 'select 21 as x'), bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(c), ['1', '2', 'D:21', 'C:SELECT 1', 'Z']);
+  a.send(query('BEGIN'));
+  assert.deepEqual(await replies(a), ['C:BEGIN', 'Z']);
+  a.send(query('select 1/0'));
+  assert.match((await replies(a))[0]!, /^E:22012:/);
+  // the server has the statement (c prepared it there): pgtide must not answer ParseComplete itself
+  a.send(Buffer.concat([parse('mine', 'select 21 as x'), sync()]));
+  assert.deepEqual(await replies(a), ['E:25P02:current transaction is aborted, commands ignored until end of transaction block', 'Z']);
+  a.send(query('ROLLBACK'));
+  assert.deepEqual(await replies(a), ['C:ROLLBACK', 'Z']);
+  // PostgreSQL did not create it, so the name is free (no 42P05, no disconnect)
+  a.send(Buffer.concat([parse('mine', 'select 21 as x'), bind('mine'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:21', 'C:SELECT 1', 'Z']);
+  await stillServes(b);
+});
+
+test('a pipelined batch that relies on a statement an earlier failed batch would have made fails as it would directly', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1 }));
+  const a = await open(t, b);
+  // batch 1 fails before its Parse; batch 2, sent with it, binds the statement batch 1 would have made
+  a.send(Buffer.concat([
+    execute('nope'), parse('p1', 'select 31'), sync(),
+    bind('p1'), execute(), sync(),
+    parse('p1', 'select 32'), bind('p1'), execute(), sync(),
+  ]));
+  assert.deepEqual(await replies(a), ['E:34000:portal "nope" does not exist', 'Z']);
+  assert.deepEqual(await replies(a), ['E:26000:prepared statement "p1" does not exist', 'Z']);
+  assert.deepEqual(await replies(a), ['1', '2', 'D:32', 'C:SELECT 1', 'Z']);
+  await stillServes(b);
 });
