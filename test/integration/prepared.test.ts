@@ -382,3 +382,21 @@ test('a pipelined batch that relies on a statement an earlier failed batch would
   assert.deepEqual(await replies(a), ['1', '2', 'D:32', 'C:SELECT 1', 'Z']);
   await stillServes(b);
 });
+
+test('a client that leaves while its pipelined batch waits for an earlier one: its server is not handed on mid-batch, others are served', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const a = await open(t, b);
+  // batch 1 runs for 300 ms and makes a statement; batch 2 binds it, so it waits for batch 1's answer
+  a.send(Buffer.concat([
+    parse('', 'select pg_sleep(0.3)'), bind(''), execute(), parse('w1', 'select 41'), sync(),
+    bind('w1'), execute(), sync(),
+  ]));
+  await new Promise((r) => setTimeout(r, 50));
+  a.close();
+  const c = await open(t, b);
+  c.send(Buffer.concat([parse('w1', 'select 42'), bind('w1'), execute(), sync()]));
+  assert.deepEqual(await replies(c), ['1', '2', 'D:42', 'C:SELECT 1', 'Z']);
+  await waitFor('no server left active', async () => (await consoleRows(b, 'SHOW POOLS')).every((p) => Number(p.sv_active) === 0) || null);
+  await stillServes(b);
+});
