@@ -286,6 +286,14 @@ export class Pool {
 
   /** The client is done with its server for now (end of transaction, statement or session). */
   release(s: ServerConn): void {
+    const c = s.client;
+    this.giveBack(s);
+    // input the client held while it had the server (a pipelined batch that waited for answers, requests during a
+    // session-state check) needs a server again
+    c?.requestIfWaiting();
+  }
+
+  private giveBack(s: ServerConn): void {
     s.setTracking(false);
     const c = s.client;
     if (c) {

@@ -14,8 +14,19 @@ import { BE, FE } from '../protocol/codes.js';
 export const SERVER_NAME_PREFIX = 'PGTIDE_';
 /** The name a ParseCheck prepares under, closed again at once. */
 const CHECK_NAME_Z = Buffer.from(`${SERVER_NAME_PREFIX}CHECK\0`, 'latin1');
+
+/** Close('S', name), the name given as a C string. */
+function closeStatementMsg(nameZ: Buffer): Buffer {
+  const msg = Buffer.allocUnsafe(1 + 4 + 1 + nameZ.length);
+  msg[0] = FE.Close;
+  msg.writeUInt32BE(msg.length - 1, 1);
+  msg[5] = 0x53; // 'S'
+  nameZ.copy(msg, 6);
+  return msg;
+}
+
 /** Close('S', CHECK_NAME). */
-export const CLOSE_CHECK = Buffer.concat([Buffer.from([FE.Close, 0, 0, 0, 4 + 1 + CHECK_NAME_Z.length, 0x53]), CHECK_NAME_Z]);
+export const CLOSE_CHECK = closeStatementMsg(CHECK_NAME_Z);
 
 /** ParseComplete, answered by the pooler when the server already has the statement. */
 export const PARSE_COMPLETE = Buffer.from([BE.ParseComplete, 0, 0, 0, 4]);
@@ -58,25 +69,14 @@ export class Stmt {
     return Buffer.from(nul >= 0 ? this.key.slice(0, nul) : this.key, 'latin1').toString('utf8');
   }
 
-  /** Parse of its text under CHECK_NAME (a ParseCheck). */
+  /** parseMsg under CHECK_NAME (a ParseCheck). */
   checkParseMsg(): Buffer {
-    const body = Buffer.from(this.key, 'latin1');
-    const msg = Buffer.allocUnsafe(1 + 4 + CHECK_NAME_Z.length + body.length);
-    msg[0] = FE.Parse;
-    msg.writeUInt32BE(msg.length - 1, 1);
-    CHECK_NAME_Z.copy(msg, 5);
-    body.copy(msg, 5 + CHECK_NAME_Z.length);
-    return msg;
+    return withName(this.parseMsg, 0, this.parseMsg.length, 5, 5 + this.nameZ.length, CHECK_NAME_Z);
   }
 
   /** Close('S', name) for evicting it from a server. */
   closeMsg(): Buffer {
-    const msg = Buffer.allocUnsafe(1 + 4 + 1 + this.nameZ.length);
-    msg[0] = FE.Close;
-    msg.writeUInt32BE(msg.length - 1, 1);
-    msg[5] = 0x53; // 'S'
-    this.nameZ.copy(msg, 6);
-    return msg;
+    return closeStatementMsg(this.nameZ);
   }
 }
 
@@ -173,12 +173,12 @@ export const RQ_FLAGS = (() => {
   return f;
 })();
 
-/** Close('S', ''): drops the unnamed statement. */
-export const CLOSE_UNNAMED = Buffer.from([FE.Close, 0, 0, 0, 6, 0x53, 0]);
-/** ServerConn.unnamed of a session whose unnamed statement is not known (a link without tracking used it). */
-export const UNNAMED_UNKNOWN = Buffer.alloc(0);
 /** The empty name, for sending a Bind or Describe of the unnamed statement through the rewriting path unchanged. */
 export const UNNAMED_Z = Buffer.from([0]);
+/** Close('S', ''): drops the unnamed statement. */
+export const CLOSE_UNNAMED = closeStatementMsg(UNNAMED_Z);
+/** ServerConn.unnamed of a session whose unnamed statement is not known (a link without tracking used it). */
+export const UNNAMED_UNKNOWN = Buffer.alloc(0);
 
 /** A ring of outstanding requests with the statement and client name each one concerns (for undoing on error). */
 export class ReplyQueue {

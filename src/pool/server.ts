@@ -51,7 +51,6 @@ const enum After {
   Resume = 4,
 }
 
-
 /**
  * A batch that can be sent again if its first Bind fails because of the pooler (see prepared.ts, Retry). One per
  * server, reused by each batch it keeps (no allocation per Bind).
@@ -568,7 +567,6 @@ export class ServerConn extends Framer implements ListNode {
         if (st.session_state_policy === 'allow' || res.pin === null) {
           c.stateChecked(res.tracked, null);
           this.pool.release(this);
-          c.requestIfWaiting();
         } else {
           c.stateChecked(res.tracked, res.pin);
           c.onLinked();
@@ -582,10 +580,7 @@ export class ServerConn extends Framer implements ListNode {
   private releaseAtEnd(): void {
     const c = this.client;
     if (c !== null && c.stateCheckDue()) this.checkState(c);
-    else {
-      this.pool.release(this);
-      c?.requestIfWaiting(); // input it held while waiting for answers (ClientConn.resumeSuspended) needs a server
-    }
+    else this.pool.release(this);
   }
 
   // ---- reply path ----
@@ -652,7 +647,7 @@ export class ServerConn extends Framer implements ListNode {
         const k = q.front;
         if (k === Rq.Simple) this.unnamedDone(null); // a Query drops the unnamed statement
         q.shift();
-        if (k === Rq.Sync || k === Rq.Simple || k === Rq.FunctionCall) break;
+        if ((RQ_FLAGS[k]! & RQ_ENDS) !== 0) break;
       }
       this.dropCapture();
       if (this.retry !== null && c !== null) {
