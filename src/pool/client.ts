@@ -29,7 +29,7 @@ import type { Database, Pool, User } from './pool.js';
 import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
-import { CLOSE_UNNAMED, cstringEnd, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
+import { CLOSE_UNNAMED, cstringEnd, mustWait, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
 import { classify, classifyQuery, Hazard } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
@@ -749,10 +749,12 @@ export class ClientConn extends Framer implements ListNode {
       s.record(kind);
       return Verdict.Forward;
     }
-    if (s.unsettledEffects()) {
-      // an earlier batch, not answered yet, changed what is prepared: if it fails, that change did not happen, so
-      // this message waits for its answer (a pipelining client; PostgreSQL would see it after that answer too)
+    const fx = s.unsettledEffects();
+    if (fx !== 0 && mustWait(fx, nameEnd === nameStart + 1, type === FE.Parse || type === FE.Close)) {
+      // an earlier batch, not answered yet, changed what this message depends on: if it fails, that change did not
+      // happen, so this message waits for its answer (a pipelining client; PostgreSQL would see it after that too)
       this.suspendPending = true;
+      this.pool!.stats.pipelineWaits++;
       return Verdict.Skip;
     }
     s.dirty = true;

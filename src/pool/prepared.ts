@@ -173,6 +173,22 @@ export const RQ_FLAGS = (() => {
   return f;
 })();
 
+/** Bits of ServerConn.unsettledEffects(): what unanswered earlier batches changed, and whether the current one did. */
+export const FX_NAMED = 1;
+export const FX_UNNAMED = 2;
+export const FX_OWN_UNNAMED = 4;
+
+/**
+ * Whether a Parse, Bind, Describe or Close of a statement must wait for the answers to earlier batches (fx, from
+ * ServerConn.unsettledEffects()). One naming a statement depends on the earlier changes to named statements. A Parse
+ * or Close of the unnamed statement replaces whatever there was, and depends on nothing. A Bind or Describe of the
+ * unnamed statement depends on the earlier changes to it, unless its own batch has changed it since.
+ */
+export function mustWait(fx: number, unnamed: boolean, parseOrClose: boolean): boolean {
+  if (!unnamed) return (fx & FX_NAMED) !== 0;
+  return !parseOrClose && (fx & (FX_UNNAMED | FX_OWN_UNNAMED)) === FX_UNNAMED;
+}
+
 /** The empty name, for sending a Bind or Describe of the unnamed statement through the rewriting path unchanged. */
 export const UNNAMED_Z = Buffer.from([0]);
 /** Close('S', ''): drops the unnamed statement. */

@@ -32,7 +32,7 @@ import type { ClientConn } from './client.js';
 import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
-import { CLOSE_CHECK, PARSE_COMPLETE, ReplyQueue, Rq, RQ_ENDS, RQ_FLAGS, RQ_STMTS, RQ_UNNAMED, type Stmt } from './prepared.js';
+import { CLOSE_CHECK, FX_NAMED, FX_UNNAMED, FX_OWN_UNNAMED, PARSE_COMPLETE, ReplyQueue, Rq, RQ_ENDS, RQ_FLAGS, RQ_STMTS, RQ_UNNAMED, type Stmt } from './prepared.js';
 import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
@@ -661,7 +661,7 @@ export class ServerConn extends Framer implements ListNode {
     }
     if (this.outstanding > 0) this.outstanding--;
     this.xactStart = this.pool.stats.onReady(this.requestStart, this.xactStart, status);
-    if (c !== null && c.isSuspended() && !this.unsettledEffects()) {
+    if (c !== null && c.isSuspended() && (this.unsettledEffects() & (FX_NAMED | FX_UNNAMED)) === 0) {
       // what it waited for is answered: it goes on once this ReadyForQuery is out
       this.after = After.Resume;
       this.actionPending = true;
@@ -938,7 +938,7 @@ export class ServerConn extends Framer implements ListNode {
 
   /** Whether a batch starting now with a Bind may be retried: nothing of it has run, no transaction is open. */
   canCapture(): boolean {
-    return !this.batchExecuted && this.txStatus === TxStatus.Idle && this.capture === null && this.retry === null && !this.discarding;
+    return !this.batchExecuted && this.replies.ends === 0 && this.txStatus === TxStatus.Idle && this.capture === null && this.retry === null && !this.discarding;
   }
 
   /**
@@ -951,21 +951,25 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   /**
-   * Whether a batch before the one being sent, not answered yet, changed what is prepared (a Parse or Close, the
-   * client's or the pooler's). Its changes are assumed done; if it fails they are undone, and what the client sent
-   * after it would have been rewritten on a wrong assumption.
+   * What batches before the one being sent, not answered yet, changed of what is prepared: FX_NAMED (a Parse or
+   * Close of a named statement, the client's or the pooler's), FX_UNNAMED (of the unnamed statement), and
+   * FX_OWN_UNNAMED when the batch being sent has itself changed the unnamed statement already. Those changes are
+   * assumed done; if their batch fails they are undone, and what the client sent after it would have been
+   * rewritten on a wrong assumption. 0 when one batch is in flight (the usual case).
    */
-  unsettledEffects(): boolean {
+  unsettledEffects(): number {
     const q = this.replies;
-    if (q.ends === 0) return false; // one batch in flight (the usual case)
-    let effects = false;
+    if (q.ends === 0) return 0;
+    let settled = 0;
+    let batch = 0;
     for (let j = 0; j < q.count; j++) {
       const f = RQ_FLAGS[q.kindAt(j)]!;
       if ((f & RQ_ENDS) !== 0) {
-        if (effects) return true;
-      } else if ((f & RQ_STMTS) !== 0) effects = true;
+        settled |= batch;
+        batch = 0;
+      } else if ((f & RQ_STMTS) !== 0) batch |= (f & RQ_UNNAMED) !== 0 ? FX_UNNAMED : FX_NAMED;
     }
-    return false;
+    return (batch & FX_UNNAMED) !== 0 ? settled | FX_OWN_UNNAMED : settled;
   }
 
   /** An error came back before the Sync that ends the batch being sent: PostgreSQL ignores requests until that Sync. */

@@ -22,6 +22,8 @@ export class PoolStats {
   stmtRetries = 0;
   /** A client's unnamed statement prepared again on a server that held another one (pgtide's own counter). */
   unnamedReprepares = 0;
+  /** Statement messages of pipelining clients that waited for the answer to an earlier batch. */
+  pipelineWaits = 0;
   /** Session-state checks run, clients pinned to their server, statements refused (session_state_policy). */
   stateChecks = 0;
   statePins = 0;
@@ -77,6 +79,7 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.bindCount += s.bindCount;
     t.stmtRetries += s.stmtRetries;
     t.unnamedReprepares += s.unnamedReprepares;
+    t.pipelineWaits += s.pipelineWaits;
     t.stateChecks += s.stateChecks;
     t.statePins += s.statePins;
     t.stateRefusals += s.stateRefusals;

@@ -400,3 +400,32 @@ test('a client that leaves while its pipelined batch waits for an earlier one: i
   await waitFor('no server left active', async () => (await consoleRows(b, 'SHOW POOLS')).every((p) => Number(p.sv_active) === 0) || null);
   await stillServes(b);
 });
+
+test('pipelined batches that each parse their own unnamed statement go on at once; a Bind that relies on an earlier batch waits for it', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const a = await open(t, b);
+  const waits = async (): Promise<number> => Number((await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.user === 'app')!.pipeline_waits);
+  // postgres.js with prepare: false, libpq's pipeline mode: Parse, Bind, Execute, Sync of the unnamed statement, many in one write
+  a.send(Buffer.concat([1, 2, 3].flatMap((k) => [parse('', `select $1::int * ${k + 1} as a`), bind('', [String(k)]), execute(), sync()])));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:2', 'C:SELECT 1', 'Z']);
+  assert.deepEqual(await replies(a), ['1', '2', 'D:6', 'C:SELECT 1', 'Z']);
+  assert.deepEqual(await replies(a), ['1', '2', 'D:12', 'C:SELECT 1', 'Z']);
+  assert.equal(await waits(), 0, 'a batch that parses its own unnamed statement does not wait');
+  // an earlier batch's unnamed statement is not a named one's concern either
+  a.send(Buffer.concat([parse('', 'select 1 as u'), bind(''), execute(), sync(), parse('n2', 'select 8 as n'), bind('n2'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:1', 'C:SELECT 1', 'Z']);
+  assert.deepEqual(await replies(a), ['1', '2', 'D:8', 'C:SELECT 1', 'Z']);
+  assert.equal(await waits(), 0);
+  // a Bind of the unnamed statement an earlier batch parsed (PQsendPrepare, then PQsendQueryPrepared) waits for it
+  a.send(Buffer.concat([parse('', 'select $1::int * 5 as a'), sync(), bind('', ['2']), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', 'Z']);
+  assert.deepEqual(await replies(a), ['2', 'D:10', 'C:SELECT 1', 'Z']);
+  assert.equal(await waits(), 1);
+  // and so does a Bind of a named statement an earlier batch parsed
+  a.send(Buffer.concat([parse('n1', 'select 7 as n'), bind('n1'), execute(), sync(), bind('n1'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['1', '2', 'D:7', 'C:SELECT 1', 'Z']);
+  assert.deepEqual(await replies(a), ['2', 'D:7', 'C:SELECT 1', 'Z']);
+  assert.equal(await waits(), 2);
+  await stillServes(b);
+});
