@@ -275,6 +275,15 @@ test('a shared statement made stale by DDL is prepared again and the batch retri
   // outside one, the same client's next use is retried
   a.send(Buffer.concat([bind('s'), execute(), sync()]));
   assert.deepEqual(await replies(a), ['2', 'D:1,2,3', 'C:SELECT 1', 'Z']);
+  // a BEGIN pipelined before the Bind, not answered yet when the Bind is sent: no retry either
+  await su.query('alter table app_public_stale add column d int default 4');
+  a.send(Buffer.concat([query('begin'), bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['C:BEGIN', 'Z']);
+  assert.deepEqual(await replies(a), ['E:0A000:cached plan must not change result type', 'Z']);
+  a.send(query('rollback'));
+  assert.deepEqual(await replies(a), ['C:ROLLBACK', 'Z']);
+  a.send(Buffer.concat([bind('s'), execute(), sync()]));
+  assert.deepEqual(await replies(a), ['2', 'D:1,2,3,4', 'C:SELECT 1', 'Z']);
   await stillServes(b);
 });
 
