@@ -35,6 +35,8 @@ export function loadHba(st: Settings): HbaRules | null {
 }
 import { AdminConsole, ADMIN_DB } from './admin/console.js';
 import { buildClientTls, buildServerTls, type ClientTls, type ServerTls } from './net/tls.js';
+import type { Metrics, MetricsServer } from './stats/metrics.js';
+import { VERSION_LINE } from './version.js';
 
 /** auth_type values pgtide refuses (at startup, RELOAD and SET). */
 export const UNSUPPORTED_AUTH: ReadonlySet<string> = new Set(['pam', 'ldap']);
@@ -136,6 +138,8 @@ export class Pooler extends EventEmitter {
     return this.trackedSetCache.names;
   }
   private servers: net.Server[] = [];
+  private metricsServer: MetricsServer | null = null;
+  #metrics: Metrics | null = null;
   private unixPath = '';
   readonly janitor: Janitor;
   readonly console: AdminConsole;
@@ -175,6 +179,14 @@ export class Pooler extends EventEmitter {
   /** Open the TCP listeners (listen_addr) and the unix socket (unix_socket_dir). */
   async listen(): Promise<void> {
     const st = this.settings;
+    if (st.metrics_port > 0) {
+      // first, so that the endpoint answers once clients can connect; with workers > 1 every worker listens on the
+      // same port (node:cluster shares it) and answers for all of them
+      const { MetricsServer } = await import('./stats/metrics.js');
+      const server = new MetricsServer(await this.metrics(), this.own);
+      await server.listen(st.metrics_listen_addr.flatMap((a) => (a === '*' ? ['0.0.0.0', '::'] : [a])), st.metrics_port);
+      this.metricsServer = server;
+    }
     const addrs = st.listen_addr.flatMap((a) => (a === '*' ? ['0.0.0.0', '::'] : [a]));
     const tasks: Promise<void>[] = [];
     for (const host of addrs) tasks.push(this.listenOne({ host, port: st.listen_port, backlog: st.listen_backlog }, false));
@@ -188,6 +200,8 @@ export class Pooler extends EventEmitter {
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) {
       await this.closeListeners();
+      await this.metricsServer?.close();
+      this.metricsServer = null;
       throw failed[0]!.reason;
     }
     if (this.unixPath) {
@@ -198,6 +212,26 @@ export class Pooler extends EventEmitter {
       }
     }
     this.janitor.start();
+  }
+
+  /**
+   * The Prometheus metrics (stats/metrics.ts), made at first use: the console's SHOW tables (merged across workers)
+   * read at each render. The process's own metrics (cpu, memory, event loop) only with the endpoint of a single process.
+   * prom-client is loaded then, not before: a pooler without metrics does not carry it.
+   */
+  async metrics(): Promise<Metrics> {
+    const { Metrics } = await import('./stats/metrics.js');
+    this.#metrics ??= new Metrics(
+      (what) => this.console.table(what),
+      () => ({ version: VERSION_LINE, maxClientConn: this.settings.max_client_conn, maxUserConnections: this.settings.max_user_connections }),
+      this.settings.metrics_port > 0 && this.cluster === null,
+    );
+    return this.#metrics;
+  }
+
+  /** `host:port` of the metrics listeners (none when metrics_port is 0). */
+  metricsAddresses(): string[] {
+    return this.metricsServer?.addresses() ?? [];
   }
 
   private listenOne(opts: net.ListenOptions, unix: boolean): Promise<void> {
@@ -840,6 +874,8 @@ export class Pooler extends EventEmitter {
     this.janitor.stop();
     // net.Server.close() settles only once every accepted connection is gone: close them first, then wait
     const listeners = this.closeListeners();
+    const metrics = this.metricsServer?.close();
+    this.metricsServer = null;
     for (const c of this.loginClients.toArray()) c.close('pooler is shutting down', true);
     for (const c of this.console.clients.toArray()) c.fail(new PoolerError(SqlState.AdminShutdown, 'pooler is shutting down'));
     for (const p of [...this.pools()]) {
@@ -849,5 +885,6 @@ export class Pooler extends EventEmitter {
         for (const s of list.toArray()) s.close('pooler is shutting down', true);
     }
     await listeners;
+    await metrics;
   }
 }

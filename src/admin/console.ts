@@ -16,6 +16,7 @@ import { encodeTable, runShow, showTable, SHOW_ADMIN_ONLY } from './show.js';
 import { COMMAND_VERBS, runCommand, runSet, type Answer } from './commands.js';
 import { GATHERED, mergeTables } from './merge.js';
 import type { WorkerLink } from '../cluster/worker.js';
+import type { Table } from '../cluster/messages.js';
 
 export const ADMIN_DB = 'pgbouncer';
 
@@ -216,9 +217,23 @@ export class AdminConsole {
 
   /** SHOW of every worker's rows, merged (admin/merge.ts). */
   private async gathered(link: WorkerLink, what: string): Promise<Buffer> {
-    const { parts, workers } = await link.gather(what);
-    const t = mergeTables(what, parts, workers) ?? showTable(this.pooler, this, what);
+    const t = await this.mergedTable(link, what);
     return Buffer.concat([t ? encodeTable(t) : Buffer.alloc(0), READY_IDLE]);
+  }
+
+  private async mergedTable(link: WorkerLink, what: string): Promise<Table | null> {
+    const { parts, workers } = await link.gather(what);
+    return mergeTables(what, parts, workers) ?? showTable(this.pooler, this, what);
+  }
+
+  /**
+   * The rows of `SHOW what` (lower case) as the console answers them: this process's, or with workers > 1 every
+   * worker's, merged. null for an unknown name. (The metrics are read through here.)
+   */
+  table(what: string): Promise<Table | null> {
+    const link = this.pooler.cluster;
+    if (link && GATHERED.has(what)) return this.mergedTable(link, what);
+    return Promise.resolve(showTable(this.pooler, this, what));
   }
 
   /**

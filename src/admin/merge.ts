@@ -10,7 +10,7 @@ import { formatTime, Oid, type Cell, type Column } from './rows.js';
 export const GATHERED: ReadonlySet<string> = new Set([
   'clients', 'servers', 'sockets', 'active_sockets', 'prepared_statements', 'fds', 'dns_hosts', 'dns_zones', 'peers',
   'peer_pools', 'pools', 'stats', 'stats_totals', 'stats_averages', 'totals', 'lists', 'mem', 'databases', 'users',
-  'session_state', 'workers',
+  'session_state', 'session_state_reasons', 'workers',
 ]);
 
 /** SHOWs whose rows are simply put one after the other (worker 1 first). */
@@ -56,6 +56,7 @@ const SUMMED: Readonly<Record<string, SumSpec>> = {
   databases: { key: ['name'], numeric: 'first', rules: { current_connections: 'sum', current_client_connections: 'sum', paused: 'max', disabled: 'max' } },
   users: { key: ['name'], numeric: 'first', rules: { current_connections: 'sum', current_client_connections: 'sum' } },
   session_state: { key: ['database', 'user'] },
+  session_state_reasons: { key: ['database', 'user', 'action', 'reason'] },
 };
 
 function isNumeric(c: Column): boolean {

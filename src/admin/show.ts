@@ -15,6 +15,7 @@ import type { AdminConsole } from './console.js';
 import type { Table } from '../cluster/messages.js';
 import { workerIndex } from '../cluster/identity.js';
 import { newSpace } from '../util/heap.js';
+import { REASONS } from '../pool/session-state.js';
 
 const T = Oid.Text;
 const I = Oid.Int4;
@@ -97,6 +98,8 @@ export const SIMPLE_COLUMNS = {
   state: [['key', T], ['value', T]],
   /** pgtide's own: per pool, what session_state_policy did. */
   session_state: [['database', T], ['user', T], ['checks', B], ['pins', B], ['refusals', B], ['pinned_now', I], ['statement_retries', B], ['unnamed_reprepares', B], ['pipeline_waits', B]],
+  /** pgtide's own: pins and refusals of session_state_policy by category (only the categories that happened). */
+  session_state_reasons: [['database', T], ['user', T], ['action', T], ['reason', T], ['count', B]],
   /** pgtide's own: the protocol-level prepared statements tracked in transaction/statement mode. */
   prepared_statements: [['name', T], ['query', T], ['clients', I], ['servers', I], ['retries', B]],
   peers: [['peer_id', I], ['host', T], ['port', I], ['pool_size', I]],
@@ -119,7 +122,7 @@ const HELP = [
   'SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE',
   'SHOW DNS_HOSTS|DNS_ZONES',
   'SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS',
-  'SHOW PREPARED_STATEMENTS|SESSION_STATE|WORKERS',
+  'SHOW PREPARED_STATEMENTS|SESSION_STATE|SESSION_STATE_REASONS|WORKERS',
   'SET key = arg',
   'RELOAD',
   'PAUSE [<db>]',
@@ -533,6 +536,15 @@ export function showTable(p: Pooler, con: AdminConsole, what: string): Table | n
         for (const c of pool.activeClients.toArray()) if (c.pinReason !== null) pinned++;
         const st = pool.stats;
         w.row([pool.db.name, pool.user.name, st.stateChecks, st.statePins, st.stateRefusals, pinned, st.stmtRetries, st.unnamedReprepares, st.pipelineWaits]);
+      }
+      return w;
+    }
+    case 'session_state_reasons': {
+      const w = new Rows(SIMPLE_COLUMNS.session_state_reasons);
+      for (const pool of sortedPools(p)) {
+        const st = pool.stats;
+        for (const [action, counts] of [['pin', st.pinReasons], ['refuse', st.refusalReasons]] as const)
+          for (let r = 0; r < REASONS.length; r++) if (counts[r]! > 0) w.row([pool.db.name, pool.user.name, action, REASONS[r]!, counts[r]!]);
       }
       return w;
     }

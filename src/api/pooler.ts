@@ -48,6 +48,8 @@ export interface ListeningInfo {
   port: number;
   /** Each listener: `host:port` (IPv6 hosts in brackets) or `unix:<path of the socket>`. */
   addresses: string[];
+  /** The metrics endpoint's listeners (`host:port`, serving GET /metrics); empty when metrics_port is 0. */
+  metrics: string[];
 }
 
 /** What a reload did: setting names as in the settings table. */
@@ -245,7 +247,7 @@ export class Pooler extends EventEmitter<PoolerEvents> {
       this.#unsink = null;
       throw err;
     }
-    const info: ListeningInfo = { port: this.port, addresses: this.#engine.boundAddresses() };
+    const info: ListeningInfo = { port: this.port, addresses: this.#engine.boundAddresses(), metrics: this.#engine.metricsAddresses() };
     this.emit('listening', info);
     return info;
   }
@@ -299,6 +301,15 @@ export class Pooler extends EventEmitter<PoolerEvents> {
   /** A snapshot of SHOW POOLS, SHOW STATS and SHOW TOTALS, as typed objects with the console's column names. */
   stats(): PoolerStats {
     return statsOf(this.#engine);
+  }
+
+  /**
+   * The Prometheus metrics in the text format (content type `text/plain; version=0.0.4; charset=utf-8`), what the
+   * metrics_port endpoint serves, for an application that exposes them on its own HTTP server. Works with or without
+   * metrics_port; the process metrics (cpu, memory) are only included with the endpoint.
+   */
+  async metrics(): Promise<string> {
+    return (await this.#engine.metrics()).render();
   }
 
   /**

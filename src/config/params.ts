@@ -21,7 +21,8 @@ export type ParamArea =
   | 'checks'
   | 'network'
   | 'extras'
-  | 'safety';
+  | 'safety'
+  | 'metrics';
 
 export const AREAS: readonly { readonly area: ParamArea; readonly title: string }[] = [
   { area: 'generic', title: 'Generic / process' },
@@ -37,6 +38,7 @@ export const AREAS: readonly { readonly area: ParamArea; readonly title: string 
   { area: 'network', title: 'Low-level network' },
   { area: 'extras', title: 'Prepared statements and peers' },
   { area: 'safety', title: 'Session state in transaction pooling (pgtide only)' },
+  { area: 'metrics', title: 'Prometheus metrics (pgtide only)' },
 ];
 
 export interface ParamDef {
@@ -188,6 +190,10 @@ export const PARAMS = [
     doc: 'Most client connections per user (0 = no limit).' },
   { name: 'max_user_connections', kind: 'int', default: '0', reloadable: true, status: 'supported', area: 'limits',
     doc: 'Most server connections per user across all its pools (0 = no limit).' },
+  { name: 'metrics_listen_addr', kind: 'list', default: '127.0.0.1', reloadable: false, status: 'supported', area: 'metrics', pgtide: true,
+    doc: 'Comma-separated TCP addresses the metrics endpoint listens on (* means all); used when metrics_port is set. The endpoint has no authentication: keep it off public networks.' },
+  { name: 'metrics_port', kind: 'int', default: '0', min: 0, max: 65535, reloadable: false, status: 'supported', area: 'metrics', pgtide: true,
+    doc: 'TCP port of the Prometheus endpoint (GET /metrics: PgBouncer\'s SHOW figures under pgbouncer_exporter\'s metric names, and pgtide\'s own); 0 = no endpoint. 9127 is the exporter\'s usual port.' },
   { name: 'min_pool_size', kind: 'int', default: '0', reloadable: true, status: 'supported', area: 'pooling',
     doc: 'Keep at least this many server connections open in each pool.' },
   { name: 'peer_id', kind: 'int', default: '0', reloadable: true, status: 'accepted', area: 'extras',

@@ -898,6 +898,7 @@ export class ClientConn extends Framer implements ListNode {
         const msg = `${cl.what} is not allowed in ${this.pool!.mode()} pooling: it would stay on the server connection after the transaction`;
         log.log(`refused: ${msg}`, this);
         this.pool!.stats.stateRefusals++;
+        this.pool!.stats.refusalReasons[cl.reason]!++;
         const reply = Buffer.concat([
           errorResponse({ severity: 'ERROR', code: SqlState.FeatureNotSupported, message: msg,
             hint: 'session_state_policy = refuse in pgtide\'s configuration; "pin" keeps such a client on its server instead' }),
@@ -926,14 +927,19 @@ export class ClientConn extends Framer implements ListNode {
     this.forwarding = false;
   }
 
-  /** The result of a session-state check: the tracked settings the session has, and whether it must stay. */
-  stateChecked(tracked: Map<string, string>, pin: string | null): void {
+  /**
+   * The result of a session-state check: the tracked settings the session has, and whether it must stay (`pin`, with
+   * its categories as Reason bits).
+   */
+  stateChecked(tracked: Map<string, string>, pin: string | null, reasons: number): void {
     this.stateDue = false;
     this.setVars = tracked.size > 0 ? tracked : null;
     const was = this.pinReason;
     this.pinReason = pin;
     if (pin !== null && was === null) {
-      this.pool!.stats.statePins++;
+      const st = this.pool!.stats;
+      st.statePins++;
+      for (let r = 0; reasons >> r !== 0; r++) if ((reasons >> r) & 1) st.pinReasons[r]!++;
       log.log(`pinned to its server connection: session state left by the transaction (${pin})`, this);
     } else if (pin === null && was !== null) {
       log.log('unpinned: the session state is gone', this);

@@ -565,10 +565,10 @@ export class ServerConn extends Framer implements ListNode {
         const res = readStateCheck(rows, c.trackedSetNames(), c.varcacheNames());
         this.setVars = res.tracked.size > 0 ? res.tracked : null;
         if (st.session_state_policy === 'allow' || res.pin === null) {
-          c.stateChecked(res.tracked, null);
+          c.stateChecked(res.tracked, null, 0);
           this.pool.release(this);
         } else {
-          c.stateChecked(res.tracked, res.pin);
+          c.stateChecked(res.tracked, res.pin, res.reasons);
           c.onLinked();
         }
       },

@@ -16,13 +16,31 @@ export const enum Hazard {
   State = 2,
 }
 
+/**
+ * Why a client is pinned or a statement refused, in categories few enough for metric labels (SHOW
+ * SESSION_STATE_REASONS and the metrics name them with REASONS[reason]).
+ */
+export const enum Reason {
+  Set = 0,
+  AdvisoryLock = 1,
+  HoldCursor = 2,
+  SqlPrepare = 3,
+  TempTable = 4,
+  Listen = 5,
+  Load = 6,
+}
+
+export const REASONS = ['set', 'advisory_lock', 'with_hold_cursor', 'sql_prepare', 'temp_table', 'listen', 'load'] as const;
+
 export interface Classified {
   hazard: Hazard;
   /** What it is, for the log and the refusal ("SET statement_timeout", "advisory lock", …). */
   what: string;
+  /** Its category (meaningful for Hazard.State). */
+  reason: Reason;
 }
 
-const NONE: Classified = { hazard: Hazard.None, what: '' };
+const NONE: Classified = { hazard: Hazard.None, what: '', reason: Reason.Set };
 
 /** Skip blanks and comments from pos; returns the position of the first significant byte. */
 function skipBlank(buf: Buffer, pos: number, end: number): number {
@@ -105,22 +123,22 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     // no strings made on this path: it is every SELECT, INSERT, UPDATE, DELETE and WITH
     const e = wordEnd(buf, pos, end);
     if (isWord(buf, pos, e, 'set')) return classifySet(buf, e, end, tracked);
-    if (isWord(buf, pos, e, 'unlisten')) return { hazard: Hazard.Check, what: 'UNLISTEN' };
-    if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD' };
-    if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE' };
-    if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD' };
+    if (isWord(buf, pos, e, 'unlisten')) return { hazard: Hazard.Check, what: 'UNLISTEN', reason: Reason.Listen };
+    if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD', reason: Reason.Set };
+    if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE', reason: Reason.SqlPrepare };
+    if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD', reason: Reason.HoldCursor };
     return scanCalls(buf, e, end);
   }
   const [w, e] = word(buf, pos, end);
   switch (w) {
     case 'reset':
-      return { hazard: Hazard.Check, what: 'RESET' };
+      return { hazard: Hazard.Check, what: 'RESET', reason: Reason.Set };
     case 'prepare':
-      return { hazard: Hazard.State, what: 'PREPARE' };
+      return { hazard: Hazard.State, what: 'PREPARE', reason: Reason.SqlPrepare };
     case 'listen':
-      return { hazard: Hazard.State, what: 'LISTEN' };
+      return { hazard: Hazard.State, what: 'LISTEN', reason: Reason.Listen };
     case 'load':
-      return { hazard: Hazard.State, what: 'LOAD' };
+      return { hazard: Hazard.State, what: 'LOAD', reason: Reason.Load };
     case 'create': {
       const [w2, e2] = word(buf, skipBlank(buf, e, end), end);
       let temp = w2 === 'temp' || w2 === 'temporary';
@@ -128,20 +146,20 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
         const [w3] = word(buf, skipBlank(buf, e2, end), end);
         temp = w3 === 'temp' || w3 === 'temporary';
       }
-      if (temp && !contains(buf, e2, end, 'on commit drop', 'ON COMMIT DROP')) return { hazard: Hazard.State, what: 'CREATE TEMP' };
+      if (temp && !contains(buf, e2, end, 'on commit drop', 'ON COMMIT DROP')) return { hazard: Hazard.State, what: 'CREATE TEMP', reason: Reason.TempTable };
       return NONE;
     }
     case 'close':
     case 'drop':
-      return { hazard: Hazard.Check, what: w.toUpperCase() };
+      return { hazard: Hazard.Check, what: w.toUpperCase(), reason: w === 'close' ? Reason.HoldCursor : Reason.TempTable };
     default:
       return scanCalls(buf, e, end);
   }
 }
 
-const ADVISORY_LOCK: Classified = { hazard: Hazard.State, what: 'advisory lock' };
-const ADVISORY_UNLOCK: Classified = { hazard: Hazard.Check, what: 'advisory unlock' };
-const SET_CONFIG: Classified = { hazard: Hazard.Check, what: 'set_config' };
+const ADVISORY_LOCK: Classified = { hazard: Hazard.State, what: 'advisory lock', reason: Reason.AdvisoryLock };
+const ADVISORY_UNLOCK: Classified = { hazard: Hazard.Check, what: 'advisory unlock', reason: Reason.AdvisoryLock };
+const SET_CONFIG: Classified = { hazard: Hazard.Check, what: 'set_config', reason: Reason.Set };
 
 /** Whether buf[at..) starts with the lower-case ASCII `kw`, ignoring case. */
 function hasAt(buf: Buffer, at: number, end: number, kw: string): boolean {
@@ -189,12 +207,12 @@ function classifySet(buf: Buffer, pos: number, end: number, tracked: ReadonlySet
   if (name === 'local' || name === 'transaction' || name === 'constraints') return NONE;
   if (name === 'session') {
     [name, e] = word(buf, skipBlank(buf, e, end), end);
-    if (name === 'characteristics') return { hazard: Hazard.State, what: 'SET SESSION CHARACTERISTICS' };
-    if (name === 'authorization') return { hazard: Hazard.State, what: 'SET SESSION AUTHORIZATION' };
+    if (name === 'characteristics') return { hazard: Hazard.State, what: 'SET SESSION CHARACTERISTICS', reason: Reason.Set };
+    if (name === 'authorization') return { hazard: Hazard.State, what: 'SET SESSION AUTHORIZATION', reason: Reason.Set };
   }
   if (name === 'time') name = 'timezone'; // SET TIME ZONE
-  if (tracked.has(name) || REPORTED.has(name)) return { hazard: Hazard.Check, what: `SET ${name}` };
-  return { hazard: Hazard.State, what: `SET ${name || '…'}` };
+  if (tracked.has(name) || REPORTED.has(name)) return { hazard: Hazard.Check, what: `SET ${name}`, reason: Reason.Set };
+  return { hazard: Hazard.State, what: `SET ${name || '…'}`, reason: Reason.Set };
 }
 
 /** Settings PostgreSQL reports with ParameterStatus: followed by the varcache already. */
@@ -221,23 +239,39 @@ export interface StateCheck {
   tracked: Map<string, string>;
   /** Why the client must stay on this server, or null. */
   pin: string | null;
+  /** The same as a set of Reason bits (1 << Reason). */
+  reasons: number;
 }
+
+/** STATE_CHECK_SQL's count rows and their categories. */
+const COUNT_REASONS: ReadonlyMap<string, Reason> = new Map([
+  ['#advisory locks', Reason.AdvisoryLock],
+  ['#WITH HOLD cursors', Reason.HoldCursor],
+  ['#prepared statements (SQL PREPARE)', Reason.SqlPrepare],
+  ['#temporary tables', Reason.TempTable],
+  ['#LISTEN', Reason.Listen],
+]);
 
 /** Read STATE_CHECK_SQL's rows. `varcache` holds the lower-case names the varcache follows. */
 export function readStateCheck(rows: (string | null)[][], tracked: ReadonlySet<string>, varcache: ReadonlySet<string>): StateCheck {
   const out = new Map<string, string>();
   const reasons: string[] = [];
+  let bits = 0;
   for (const [name, value] of rows) {
     if (name === null) continue;
     if (name.startsWith('#')) {
-      if (value !== null && value !== '0') reasons.push(`${name.slice(1)}: ${value}`);
+      if (value !== null && value !== '0') {
+        reasons.push(`${name.slice(1)}: ${value}`);
+        bits |= 1 << (COUNT_REASONS.get(name) ?? Reason.Set);
+      }
     } else if (tracked.has(name.toLowerCase())) {
       out.set(name, value ?? '');
     } else if (!varcache.has(name.toLowerCase()) && !REPORTED.has(name.toLowerCase())) {
       reasons.push(`SET ${name}`);
+      bits |= 1 << Reason.Set;
     }
   }
-  return { tracked: out, pin: reasons.length > 0 ? reasons.join(', ') : null };
+  return { tracked: out, pin: reasons.length > 0 ? reasons.join(', ') : null, reasons: bits };
 }
 
 /** The statements that make a server's tracked settings equal to the client's. */

@@ -2,6 +2,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { TxStatus } from '../protocol/codes.js';
+import { REASONS } from '../pool/session-state.js';
 
 /** Times are in microseconds, as PgBouncer reports them. */
 export class PoolStats {
@@ -28,6 +29,9 @@ export class PoolStats {
   stateChecks = 0;
   statePins = 0;
   stateRefusals = 0;
+  /** Pins and refusals by category, indexed by Reason (session-state.ts); a pin counts once for each it had. */
+  readonly pinReasons: number[] = new Array<number>(REASONS.length).fill(0);
+  readonly refusalReasons: number[] = new Array<number>(REASONS.length).fill(0);
 
   received(n: number): void {
     this.bytesReceived += n;
@@ -83,6 +87,10 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.stateChecks += s.stateChecks;
     t.statePins += s.statePins;
     t.stateRefusals += s.stateRefusals;
+    for (let i = 0; i < REASONS.length; i++) {
+      t.pinReasons[i]! += s.pinReasons[i]!;
+      t.refusalReasons[i]! += s.refusalReasons[i]!;
+    }
   }
   return t;
 }

@@ -53,11 +53,11 @@ const REFERENCE_DEFAULTS: Record<string, string> = {
 const NOT_RELOADABLE = [
   'disable_pqexec', 'job_name', 'listen_addr', 'listen_backlog', 'listen_port', 'pidfile', 'pkt_buf', 'resolv_conf',
   'service_name', 'so_reuseport', 'track_extra_parameters', 'unix_socket_dir', 'unix_socket_group', 'unix_socket_mode',
-  'user', 'workers',
+  'user', 'workers', 'metrics_listen_addr', 'metrics_port',
 ];
 
 const SUPPORTED = [
-  'workers', 'busy_poll_us', 'listen_addr', 'max_prepared_statements', 'max_concurrent_logins_per_host', 'client_tls13_ciphers', 'client_tls_dheparams', 'client_tls_ecdhcurve', 'server_tls13_ciphers', 'auth_hba_file', 'auth_user', 'auth_query', 'auth_dbname', 'server_tls_sslmode', 'server_tls_ca_file', 'server_tls_key_file', 'server_tls_cert_file', 'server_tls_protocols', 'server_tls_ciphers', 'session_state_policy', 'track_set_parameters', 'listen_port', 'unix_socket_dir', 'unix_socket_mode', 'auth_type', 'auth_file', 'admin_users',
+  'workers', 'metrics_listen_addr', 'metrics_port', 'busy_poll_us', 'listen_addr', 'max_prepared_statements', 'max_concurrent_logins_per_host', 'client_tls13_ciphers', 'client_tls_dheparams', 'client_tls_ecdhcurve', 'server_tls13_ciphers', 'auth_hba_file', 'auth_user', 'auth_query', 'auth_dbname', 'server_tls_sslmode', 'server_tls_ca_file', 'server_tls_key_file', 'server_tls_cert_file', 'server_tls_protocols', 'server_tls_ciphers', 'session_state_policy', 'track_set_parameters', 'listen_port', 'unix_socket_dir', 'unix_socket_mode', 'auth_type', 'auth_file', 'admin_users',
   'stats_users', 'pool_mode', 'max_client_conn', 'default_pool_size', 'min_pool_size', 'reserve_pool_size',
   'reserve_pool_timeout', 'max_db_connections', 'max_user_connections', 'server_reset_query',
   'server_reset_query_always', 'server_check_query', 'server_check_delay', 'server_round_robin',

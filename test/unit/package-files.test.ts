@@ -1,5 +1,6 @@
 // What `npm pack` puts in the package (package.json "files"): the built code (JavaScript and type declarations of
-// every source file, built afresh: prepack empties dist/), README, docs and examples; no tests, benchmarks or their
+// every source file, built afresh: prepack empties dist/), README, docs and examples, and the runtime dependencies
+// (bundleDependencies: prom-client's tree, so that an unpacked tarball runs without npm); no tests, benchmarks or their
 // results, sources, source maps (they point at sources that are not shipped) or build caches; every relative link of
 // the shipped Markdown leads to a shipped file. Needs dist/ (npm run build); npm's scripts are not run.
 
@@ -42,9 +43,22 @@ function sources(dir = join(ROOT, 'src')): string[] {
   });
 }
 
-test('npm pack: dist, docs, examples and README, and nothing else', { skip: existsSync(join(ROOT, 'dist', 'cli.js')) ? false : 'dist/ is not built (npm run build)' }, async () => {
+/** The packages npm installs with --omit=dev (package-lock.json): prom-client and what it needs. */
+function runtimePackages(): string[] {
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  return Object.entries(lock.packages).filter(([k, v]) => k.startsWith('node_modules/') && v.dev !== true).map(([k]) => k);
+}
+
+test('npm pack: dist, docs, examples, README and the bundled runtime dependencies, and nothing else', { skip: existsSync(join(ROOT, 'dist', 'cli.js')) ? false : 'dist/ is not built (npm run build)' }, async () => {
   const pack = await npmPackDryRun();
-  const files = pack.files.map((f) => f.path).sort();
+  const all = pack.files.map((f) => f.path).sort();
+  // the runtime dependencies are bundled (package.json bundleDependencies), so that an unpacked tarball runs as it is
+  const runtime = runtimePackages();
+  assert.deepEqual(runtime.map((p) => p.replace(/^node_modules\//, '')).sort(), ['@opentelemetry/api', 'bintrees', 'prom-client', 'tdigest']);
+  const bundled = all.filter((p) => p.startsWith('node_modules/'));
+  for (const pkg of runtime) assert.ok(bundled.includes(`${pkg}/package.json`), `${pkg} is not bundled`);
+  assert.deepEqual(bundled.filter((p) => !runtime.some((pkg) => p.startsWith(`${pkg}/`))), [], 'bundled files of packages that are not runtime dependencies');
+  const files = all.filter((p) => !p.startsWith('node_modules/'));
   const set = new Set(files);
 
   const allowed = (p: string) =>
@@ -81,5 +95,9 @@ test('npm pack: dist, docs, examples and README, and nothing else', { skip: exis
     }
   }
   assert.deepEqual(broken, [], 'links to files the package does not have');
-  assert.ok(pack.unpackedSize < 3_000_000, `the package unpacks to ${pack.unpackedSize} bytes: something big slipped in`);
+  const sizes = { own: 0, bundled: 0 };
+  for (const f of pack.files) sizes[f.path.startsWith('node_modules/') ? 'bundled' : 'own'] += f.size;
+  assert.ok(sizes.own < 3_000_000, `pgtide's own files unpack to ${sizes.own} bytes: something big slipped in`);
+  // prom-client's tree is about 3.1 MB, most of it bintrees' (a tdigest dependency) test data
+  assert.ok(sizes.bundled < 5_000_000, `the bundled dependencies unpack to ${sizes.bundled} bytes`);
 });

@@ -2,7 +2,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify, classifyQuery, Hazard, readStateCheck, applySql } from '../../src/pool/session-state.js';
+import { classify, classifyQuery, Hazard, readStateCheck, applySql, REASONS, STATE_CHECK_SQL } from '../../src/pool/session-state.js';
 import { parseListen } from '../../src/pool/notify.js';
 
 const TRACKED = new Set(['statement_timeout', 'search_path']);
@@ -79,6 +79,24 @@ describe('readStateCheck and applySql', () => {
     assert.equal(r.pin, null);
     const p = readStateCheck([['enable_seqscan', 'off'], ['#advisory locks', '2']], TRACKED, new Set());
     assert.equal(p.pin, 'SET enable_seqscan, advisory locks: 2');
+    assert.equal(r.reasons, 0);
+    assert.equal(p.reasons, (1 << REASONS.indexOf('set')) | (1 << REASONS.indexOf('advisory_lock')));
+  });
+  it('names the category of every count the check asks for', () => {
+    const counts = [...STATE_CHECK_SQL.matchAll(/'(#[^']+)'/g)].map((m) => m[1]!);
+    assert.equal(counts.length, 5);
+    const names = counts.map((n) => REASONS[Math.log2(readStateCheck([[n, '1']], TRACKED, new Set()).reasons)]);
+    assert.deepEqual(names, ['advisory_lock', 'with_hold_cursor', 'sql_prepare', 'temp_table', 'listen']);
+  });
+  it('gives each refusable statement its category', () => {
+    const reason = (sql: string) => REASONS[look(sql).reason];
+    assert.equal(reason('set enable_seqscan = off'), 'set');
+    assert.equal(reason('select pg_advisory_lock(1)'), 'advisory_lock');
+    assert.equal(reason('DECLARE c CURSOR WITH HOLD FOR select 1'), 'with_hold_cursor');
+    assert.equal(reason('PREPARE p AS select 1'), 'sql_prepare');
+    assert.equal(reason('create temporary table t (x int)'), 'temp_table');
+    assert.equal(reason('LISTEN ch'), 'listen');
+    assert.equal(reason("LOAD 'auto_explain'"), 'load');
   });
   it('sets what differs and resets what the client lacks', () => {
     assert.equal(
