@@ -210,6 +210,8 @@ export class ClientConn extends Framer implements ListNode {
   private guard = false;
   /** The current transaction ran a statement that may have left session state: check at its end. */
   private stateDue = false;
+  /** The session ran a LOAD (Hazard.Lasting): every check pins it, whatever PostgreSQL reports. */
+  lastingState = false;
   /** Why the client is kept on its server between transactions (session state), or null. */
   pinReason: string | null = null;
   /** The track_set_parameters settings the client has SET (name → value), applied on every server it gets. */
@@ -673,7 +675,7 @@ export class ClientConn extends Framer implements ListNode {
       if (this.track) return this.onStmtMessage(type, buf, start, end);
       // statements not tracked: a Parse is only looked at (a named one's later Binds are not)
       const nameEnd = cstringEnd(buf, start + 5, end);
-      if (nameEnd > 0 && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
+      if (nameEnd > 0) this.sawHazard(stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()));
       return this.onHeader(type);
     }
     if (this.admin !== null && this.state !== ClientState.Login) {
@@ -764,7 +766,7 @@ export class ClientConn extends Framer implements ListNode {
       const name = buf.toString('utf8', nameStart, nameEnd - 1);
       const st = this.addStmt(name, buf, nameEnd, end);
       if (st === null) return Verdict.Skip;
-      if (this.guard && st.hazard > 0) this.stateDue = true;
+      if (this.guard && st.hazard > 0) this.sawHazard(st.hazard);
       s.clientParse(st, name, (this.out ??= []));
     } else {
       const st = this.lookupStmt(buf, nameStart, nameEnd - 1);
@@ -781,7 +783,7 @@ export class ClientConn extends Framer implements ListNode {
       }
       if (type === FE.Bind) {
         stats.bindCount++;
-        if (this.guard && st.hazard > 0) this.stateDue = true;
+        if (this.guard && st.hazard > 0) this.sawHazard(st.hazard);
         if (!this.replaying && s.canCapture()) captureBatch(s, st, buf, start, end);
       }
       s.ensurePrepared(st, (this.out ??= []));
@@ -803,7 +805,7 @@ export class ClientConn extends Framer implements ListNode {
   private onUnnamedMessage(type: number, kind: Rq, buf: Buffer, start: number, end: number, nameStart: number, nameEnd: number): Verdict {
     const s = this.server!;
     if (type === FE.Parse) {
-      if (this.guard && stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()) !== Hazard.None) this.stateDue = true;
+      if (this.guard) this.sawHazard(stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()));
       // the message, kept to prepare it elsewhere later; the same text as before keeps the same copy (no allocation)
       const mine = this.unnamedStmt;
       const msg = mine !== null && mine.length === end - start && mine.compare(buf, start, end) === 0 ? mine : Buffer.from(buf.subarray(start, end));
@@ -894,7 +896,7 @@ export class ClientConn extends Framer implements ListNode {
     const cl = classifyQuery(buf, start + 5, end - 1, this.pooler.trackedSetNames());
     if (cl.hazard !== Hazard.None) {
       const s = this.server!;
-      if (cl.hazard === Hazard.State && this.pooler.settings.session_state_policy === 'refuse' && this.pinReason === null && s.outstanding === 0 && !s.dirty) {
+      if (cl.hazard >= Hazard.State && this.pooler.settings.session_state_policy === 'refuse' && this.pinReason === null && s.outstanding === 0 && !s.dirty) {
         const msg = `${cl.what} is not allowed in ${this.pool!.mode()} pooling: it would stay on the server connection after the transaction`;
         log.log(`refused: ${msg}`, this);
         this.pool!.stats.stateRefusals++;
@@ -912,9 +914,16 @@ export class ClientConn extends Framer implements ListNode {
         }
         return Verdict.Skip;
       }
-      this.stateDue = true;
+      this.sawHazard(cl.hazard);
     }
     return this.onHeader(FE.Query);
+  }
+
+  /** A statement of the current transaction may leave session state (hazard above None): check at its end. */
+  private sawHazard(h: Hazard): void {
+    if (h === Hazard.None) return;
+    this.stateDue = true;
+    if (h === Hazard.Lasting) this.lastingState = true;
   }
 
   /** Whether the server may only go back to the pool after a session-state check. */

@@ -33,7 +33,7 @@ import type { Pool } from './pool.js';
 import type { Pooler } from '../pooler.js';
 import { ServerState, SERVER_STATE_NAMES } from './states.js';
 import { CLOSE_CHECK, FX_NAMED, FX_UNNAMED, FX_OWN_UNNAMED, PARSE_COMPLETE, ReplyQueue, Rq, RQ_ENDS, RQ_FLAGS, RQ_STMTS, RQ_UNNAMED, type Stmt } from './prepared.js';
-import { applySql, readStateCheck, STATE_CHECK_SQL } from './session-state.js';
+import { applySql, readStateCheck, Reason, STATE_CHECK_SQL } from './session-state.js';
 import type { ServiceConn } from './service-conn.js';
 import { SocketWriter } from '../net/socket-writer.js';
 import { ioActivity } from '../net/spin.js';
@@ -563,6 +563,11 @@ export class ServerConn extends Framer implements ListNode {
         }
         const st = this.pooler.settings;
         const res = readStateCheck(rows, c.trackedSetNames(), c.varcacheNames());
+        if (c.lastingState) {
+          // nothing in PostgreSQL tells whether a library was loaded: a session that ran LOAD stays pinned
+          res.pin = res.pin === null ? 'LOAD' : `${res.pin}, LOAD`;
+          res.reasons |= 1 << Reason.Load;
+        }
         this.setVars = res.tracked.size > 0 ? res.tracked : null;
         if (st.session_state_policy === 'allow' || res.pin === null) {
           c.stateChecked(res.tracked, null, 0);

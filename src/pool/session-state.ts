@@ -14,6 +14,11 @@ export const enum Hazard {
   Check = 1,
   /** May create state that pins the client: check, or refuse under session_state_policy = refuse. */
   State = 2,
+  /**
+   * Leaves state nothing can release or ask about (LOAD: a loaded library stays in the backend): pins the client for
+   * the rest of its session, or is refused.
+   */
+  Lasting = 3,
 }
 
 /**
@@ -138,7 +143,7 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     case 'listen':
       return { hazard: Hazard.State, what: 'LISTEN', reason: Reason.Listen };
     case 'load':
-      return { hazard: Hazard.State, what: 'LOAD', reason: Reason.Load };
+      return { hazard: Hazard.Lasting, what: 'LOAD', reason: Reason.Load };
     case 'create': {
       const [w2, e2] = word(buf, skipBlank(buf, e, end), end);
       let temp = w2 === 'temp' || w2 === 'temporary';
@@ -193,7 +198,7 @@ function scanCalls(buf: Buffer, from: number, end: number): Classified {
 export function classifyQuery(buf: Buffer, start: number, end: number, tracked: ReadonlySet<string>): Classified {
   let best = classify(buf, start, end, tracked);
   let semi = buf.indexOf(0x3b, start);
-  while (best.hazard !== Hazard.State && semi >= 0 && semi < end) {
+  while (best.hazard !== Hazard.Lasting && semi >= 0 && semi < end) {
     const c = classify(buf, semi + 1, end, tracked);
     if (c.hazard > best.hazard) best = c;
     semi = buf.indexOf(0x3b, semi + 1);

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { sharedPostgres } from '../harness/postgres.js';
-import { pgtideWith, track } from '../harness/pgtide.js';
+import postgres from 'postgres';
+import { DEFAULT_USERLIST, iniFor, pgtideWith, startPgtide, track } from '../harness/pgtide.js';
 import { appClient, rng, stillServes, waitFor, type PgError, consoleRows } from '../harness/util.js';
 
 
@@ -183,4 +184,46 @@ test('a statement after the first in a query string is looked at too; one too la
   await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((x) => x.pinned === '') || null);
   const other = await appClient(t, b);
   assert.equal((await other.query("select current_setting('search_path') as v, current_setting('enable_seqscan') as s")).rows[0].v, '"$user", public');
+});
+
+test('LOAD pins its client for the rest of its session (simple and extended protocol), and the server goes with it; refuse answers 0A000', { timeout: 60_000 }, async (t) => {
+  const server = await sharedPostgres();
+  // LOAD of a library outside $libdir/plugins needs a superuser
+  await server.psql("DROP ROLE IF EXISTS load_su; CREATE ROLE load_su LOGIN SUPERUSER PASSWORD 'loadpass';");
+  t.after(() => server.psql('DROP ROLE IF EXISTS load_su'));
+  const b = track(t, await startPgtide({
+    pg: server,
+    files: { 'userlist.txt': `${DEFAULT_USERLIST}"load_su" "loadpass"\n` },
+    ini: (ctx) => iniFor(ctx, { settings: { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' } }),
+  }));
+  const su = track(t, new pg.Client({ connectionString: b.url('load_su', 'loadpass', 'app') }));
+  await su.connect();
+  const other = await appClient(t, b);
+  await su.query("LOAD 'auto_explain'");
+  const pid = Number((await su.query('select pg_backend_pid() as pid')).rows[0].pid);
+  const pin = await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.user === 'load_su')?.pinned || null);
+  assert.equal(pin, 'LOAD');
+  // nothing in PostgreSQL shows the library: the client stays pinned all the same
+  for (let i = 0; i < 5; i++) {
+    assert.equal(Number((await su.query('select pg_backend_pid() as pid')).rows[0].pid), pid);
+    assert.notEqual(Number((await other.query('select pg_backend_pid() as pid')).rows[0].pid), pid);
+  }
+  await su.end();
+  await waitFor('its server to be closed', async () => (await consoleRows(b, 'SHOW SERVERS')).every((r) => Number(r.remote_pid) !== pid) || null);
+
+  // the extended protocol (postgres.js sends everything so): the same
+  const sql = postgres(b.url('load_su', 'loadpass', 'app'), { max: 1, onnotice: () => {} });
+  t.after(() => sql.end());
+  await sql`LOAD 'auto_explain'`;
+  await waitFor('pinned (extended)', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.user === 'load_su')?.pinned === 'LOAD' || null);
+
+  const admin = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') }));
+  await admin.connect();
+  await admin.query("SET session_state_policy = 'refuse'");
+  const err = await other.query("LOAD 'auto_explain'").then(() => null, (e: PgError) => e);
+  assert.equal(err?.code, '0A000');
+  assert.match(err!.message, /^LOAD is not allowed in transaction pooling/);
+  const reasons = (await admin.query('SHOW SESSION_STATE_REASONS')).rows.filter((r) => r.reason === 'load').map((r) => `${r.user} ${r.action} ${r.count}`).sort();
+  assert.deepEqual(reasons, ['app refuse 1', 'load_su pin 2']);
+  await stillServes(b);
 });

@@ -30,7 +30,7 @@ describe('classify', () => {
     ['PREPARE p AS select 1', Hazard.State, 'PREPARE'],
     ['LISTEN x', Hazard.State, 'LISTEN'],
     ['UNLISTEN *', Hazard.Check],
-    ['LOAD \'auto_explain\'', Hazard.State, 'LOAD'],
+    ['LOAD \'auto_explain\'', Hazard.Lasting, 'LOAD'],
     ['CREATE TEMP TABLE t (a int)', Hazard.State, 'CREATE TEMP'],
     ['create local temporary table t (a int)', Hazard.State, 'CREATE TEMP'],
     ['CREATE TEMP TABLE t (a int) ON COMMIT DROP', Hazard.None],
@@ -66,6 +66,8 @@ describe('classifyQuery', () => {
     assert.equal(q('SELECT abalance FROM pgbench_accounts WHERE aid = 1;').hazard, Hazard.None);
     assert.equal(q("select 'a;b'").hazard, Hazard.None);
     assert.equal(q('set statement_timeout = 1; listen x').hazard, Hazard.State);
+    // a LOAD after a statement that pins is still seen: it pins for good
+    assert.equal(q("PREPARE p AS select 1; LOAD 'auto_explain'").hazard, Hazard.Lasting);
   });
 });
 
