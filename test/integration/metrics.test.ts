@@ -218,6 +218,19 @@ test('workers = 2: one scrape answers for both workers (figures summed as in SHO
     // per-process metrics would depend on which worker answered: left out
     assert.equal(s.filter((x) => x.name.startsWith('process_')).length, 0);
   }
+  // a client pinned on each worker: the reasons are summed too
+  const w1 = clients.find((c) => c.processID >>> 24 === 1)!;
+  const w2 = clients.find((c) => c.processID >>> 24 === 2)!;
+  await w1.query('select pg_advisory_lock(7401)');
+  await w2.query('select pg_advisory_lock(7402)');
+  await waitFor('both pinned', async () => value(await metrics(port), 'pgtide_session_state_pinned_clients', app) === 2 || null);
+  for (let i = 0; i < 4; i++) {
+    const s = await metrics(port);
+    assert.equal(value(s, 'pgtide_session_state_pin_reasons_total', { ...app, reason: 'advisory_lock' }), 2);
+    assert.equal(value(s, 'pgtide_session_state_pin_reasons_total', { ...app, reason: 'set' }), 0);
+  }
+  await w1.query('select pg_advisory_unlock(7401)');
+  await w2.query('select pg_advisory_unlock(7402)');
 });
 
 test('library: pooler.metrics() gives the same text without an endpoint; listen() names the metrics listeners', { timeout: 30_000 }, async (t) => {
