@@ -281,8 +281,9 @@ export class MetricsServer {
 
   private listenOne(host: string, port: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const srv = createServer((req, res) => this.onRequest(req, res));
-      // a scraper sends one small request: a slow or stuck one is dropped, and few connections are kept
+      // a scraper sends one small request: a slow or stuck one is dropped (the timeouts are checked every second),
+      // and few connections are kept
+      const srv = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => this.onRequest(req, res));
       srv.headersTimeout = 10_000;
       srv.requestTimeout = 10_000;
       srv.maxConnections = 64;

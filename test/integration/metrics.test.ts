@@ -266,3 +266,26 @@ test('library: pooler.metrics() gives the same text without an endpoint; listen(
   await withPort.close();
   await assert.rejects(scrape(port), 'closed with the pooler');
 });
+
+test('a metrics client that sends nothing, or never ends its headers, is answered 408 and dropped after 10 s', { timeout: 40_000 }, async (t) => {
+  const { b, port } = await withMetrics(t);
+  const t0 = Date.now();
+  const dropped = (write: string) =>
+    new Promise<{ ms: number; got: string }>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('connect', () => { if (write) s.write(write); });
+      s.on('data', (d) => (got += d.toString('latin1')));
+      s.on('close', () => resolve({ ms: Date.now() - t0, got }));
+      s.on('error', reject);
+    });
+  const silent = dropped('');
+  const slow = dropped('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+  // meanwhile the endpoint and the pooler serve everyone else
+  assert.equal(value(await metrics(port), 'pgbouncer_up'), 1);
+  await stillServes(b);
+  for (const r of await Promise.all([silent, slow])) {
+    assert.match(r.got, /^HTTP\/1\.1 408 /);
+    assert.ok(r.ms >= 9_500 && r.ms < 20_000, `dropped after ${r.ms} ms`);
+  }
+});
