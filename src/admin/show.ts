@@ -97,7 +97,7 @@ export const SIMPLE_COLUMNS = {
   dns_zones: [['zonename', T], ['serial', B], ['count', I]],
   state: [['key', T], ['value', T]],
   /** pgtide's own: per pool, what session_state_policy did. */
-  session_state: [['database', T], ['user', T], ['checks', B], ['pins', B], ['refusals', B], ['pinned_now', I], ['statement_retries', B], ['unnamed_reprepares', B], ['pipeline_waits', B]],
+  session_state: [['database', T], ['user', T], ['checks', B], ['pins', B], ['refusals', B], ['pinned_now', I], ['statement_retries', B], ['unnamed_reprepares', B], ['pipeline_waits', B], ['sequence_resets', B]],
   /** pgtide's own: pins and refusals of session_state_policy by category (only the categories that happened). */
   session_state_reasons: [['database', T], ['user', T], ['action', T], ['reason', T], ['count', B]],
   /** pgtide's own: the protocol-level prepared statements tracked in transaction/statement mode. */
@@ -535,7 +535,7 @@ export function showTable(p: Pooler, con: AdminConsole, what: string): Table | n
         let pinned = 0;
         for (const c of pool.activeClients.toArray()) if (c.pinReason !== null) pinned++;
         const st = pool.stats;
-        w.row([pool.db.name, pool.user.name, st.stateChecks, st.statePins, st.stateRefusals, pinned, st.stmtRetries, st.unnamedReprepares, st.pipelineWaits]);
+        w.row([pool.db.name, pool.user.name, st.stateChecks, st.statePins, st.stateRefusals, pinned, st.stmtRetries, st.unnamedReprepares, st.pipelineWaits, st.sequenceResets]);
       }
       return w;
     }

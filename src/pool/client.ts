@@ -30,7 +30,7 @@ import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
 import { CLOSE_UNNAMED, cstringEnd, mustWait, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
-import { classify, classifyQuery, Hazard } from './session-state.js';
+import { classify, classifyQuery, Hazard, readsSequenceState } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
@@ -917,6 +917,34 @@ export class ClientConn extends Framer implements ListNode {
       this.sawHazard(cl.hazard);
     }
     return this.onHeader(FE.Query);
+  }
+
+  /**
+   * Whether the server just linked must forget its sequence values first (DISCARD SEQUENCES): transaction or
+   * statement pooling with session state watched, and what the client sent to start this transaction reads them
+   * (currval, lastval), in its text or through a prepared statement it binds. They would otherwise be those of
+   * whichever client last used the server; after the reset they are the transaction's own, or PostgreSQL's 55000.
+   */
+  needsSequenceReset(): boolean {
+    const held = this.stash;
+    if (held === null || this.pool!.mode() === 'session' || this.pooler.settings.session_state_policy === 'allow') return false;
+    for (const chunk of held) if (readsSequenceState(chunk, 0, chunk.length)) return true;
+    if (!this.pooler.stmts.sequenceReaders || this.stmts === null) return false;
+    // Binds of prepared statements (their text is not in what was sent now): the first chunk's whole messages
+    const b = held[0]!;
+    let pos = 0;
+    while (pos + 5 <= b.length) {
+      const len = b.readUInt32BE(pos + 1);
+      const next = pos + 1 + len;
+      if (len < 4 || next > b.length) break;
+      if (b[pos] === FE.Bind) {
+        const portalEnd = cstringEnd(b, pos + 5, next);
+        const nameEnd = portalEnd < 0 ? -1 : cstringEnd(b, portalEnd, next);
+        if (nameEnd > portalEnd + 1 && this.lookupStmt(b, portalEnd, nameEnd - 1)?.readsSequence) return true;
+      }
+      pos = next;
+    }
+    return false;
   }
 
   /** A statement of the current transaction may leave session state (hazard above None): check at its end. */

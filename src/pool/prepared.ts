@@ -9,6 +9,7 @@
  * has) are inserted at the right place. */
 
 import { BE, FE } from '../protocol/codes.js';
+import { readsSequenceState } from './session-state.js';
 
 /** Prefix of the statement names pgtide uses on servers. */
 export const SERVER_NAME_PREFIX = 'PGTIDE_';
@@ -40,6 +41,8 @@ export class Stmt {
   retries = 0;
   /** Whether running it may leave session state (session-state.ts Hazard), once looked at; -1 = not yet. */
   hazard = -1;
+  /** Its text calls currval() or lastval() (session-state.ts readsSequenceState). */
+  readonly readsSequence: boolean;
   /** Server-side name. */
   readonly name: string;
   /** The name as a C string, for rewriting Bind/Describe. */
@@ -61,6 +64,8 @@ export class Stmt {
     this.nameZ.copy(msg, 5);
     body.copy(msg, 5 + this.nameZ.length);
     this.parseMsg = msg;
+    const nul = msg.indexOf(0, 5 + this.nameZ.length);
+    this.readsSequence = readsSequenceState(msg, 5 + this.nameZ.length, nul < 0 ? msg.length : nul);
   }
 
   /** The query text (for SHOW PREPARED_STATEMENTS). */
@@ -84,6 +89,8 @@ export class Stmt {
 export class StmtRegistry {
   private readonly byKey = new Map<string, Stmt>();
   private nextId = 1;
+  /** Some statement ever made reads sequence values: Binds are then looked at when a client gets a server. */
+  sequenceReaders = false;
 
   /** The statement for the Parse body bytes buf[start..end) (after the statement name). */
   intern(buf: Buffer, start: number, end: number): Stmt {
@@ -92,6 +99,7 @@ export class StmtRegistry {
     if (!s) {
       s = new Stmt(this.nextId++, key);
       this.byKey.set(key, s);
+      if (s.readsSequence) this.sequenceReaders = true;
     }
     return s;
   }

@@ -505,11 +505,18 @@ export class ServerConn extends Framer implements ListNode {
   prepareForClient(c: ClientConn): void {
     const key = c.varsKey();
     const setVars = c.setVars;
-    if (key === this.paramsKey && setVars === null && this.setVars === null) {
+    const resetSequences = c.needsSequenceReset();
+    if (!resetSequences && key === this.paramsKey && setVars === null && this.setVars === null) {
       c.onLinked();
       return;
     }
     let sets = '';
+    if (resetSequences) {
+      // currval()/lastval() at the start of a transaction: never another client's values
+      sets = 'DISCARD SEQUENCES;';
+      this.pool.stats.sequenceResets++;
+      log.debug('sequence values reset (DISCARD SEQUENCES) before a currval()/lastval() of the client', c);
+    }
     if (key !== this.paramsKey) {
       for (const [name, value] of c.vars) {
         const cur = this.params.get(name);

@@ -220,6 +220,30 @@ function classifySet(buf: Buffer, pos: number, end: number, tracked: ReadonlySet
   return { hazard: Hazard.State, what: `SET ${name || '…'}`, reason: Reason.Set };
 }
 
+/** Whether the byte before `at` may end an identifier (then `at` does not start a word). */
+function identByte(b: number | undefined): boolean {
+  if (b === undefined) return false;
+  const c = b | 0x20;
+  return (c >= 0x61 && c <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x5f || b >= 0x80;
+}
+
+/**
+ * Whether buf[start..end) calls currval() or lastval() (any case, blanks allowed before the parenthesis): they read
+ * the sequence values of the session, which in transaction pooling may be another client's. Looks only at each `(`
+ * (memchr), so text without parentheses costs one search.
+ */
+export function readsSequenceState(buf: Buffer, start: number, end: number): boolean {
+  let p = buf.indexOf(0x28, start);
+  while (p >= 0 && p < end) {
+    let e = p;
+    while (e > start && (buf[e - 1] === 0x20 || buf[e - 1] === 0x0a || buf[e - 1] === 0x09 || buf[e - 1] === 0x0d)) e--;
+    const w = e - 7;
+    if (w >= start && (hasAt(buf, w, e, 'currval') || hasAt(buf, w, e, 'lastval')) && !identByte(w > start ? buf[w - 1] : undefined)) return true;
+    p = buf.indexOf(0x28, p + 1);
+  }
+  return false;
+}
+
 /** Settings PostgreSQL reports with ParameterStatus: followed by the varcache already. */
 export const REPORTED: ReadonlySet<string> = new Set([
   'client_encoding', 'datestyle', 'timezone', 'standard_conforming_strings', 'application_name', 'intervalstyle',

@@ -102,6 +102,7 @@ const TABLES: readonly TableMetrics[] = [
       { column: 'statement_retries', name: 'pgtide_prepared_statement_retries_total', kind: 'counter', help: 'Batches retried after a shared prepared statement failed (stale plan, statement gone)' },
       { column: 'unnamed_reprepares', name: 'pgtide_unnamed_statement_reprepares_total', kind: 'counter', help: 'Unnamed statements prepared again on a server that held another one' },
       { column: 'pipeline_waits', name: 'pgtide_pipeline_waits_total', kind: 'counter', help: 'Statement messages of pipelining clients that waited for an earlier batch' },
+      { column: 'sequence_resets', name: 'pgtide_session_state_sequence_resets_total', kind: 'counter', help: 'Server connections made to forget their sequence values before a client\'s currval() or lastval()' },
     ],
   },
 ];

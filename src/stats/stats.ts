@@ -29,6 +29,8 @@ export class PoolStats {
   stateChecks = 0;
   statePins = 0;
   stateRefusals = 0;
+  /** Servers made to forget their sequence values before a client's currval()/lastval() (DISCARD SEQUENCES). */
+  sequenceResets = 0;
   /** Pins and refusals by category, indexed by Reason (session-state.ts); a pin counts once for each it had. */
   readonly pinReasons: number[] = new Array<number>(REASONS.length).fill(0);
   readonly refusalReasons: number[] = new Array<number>(REASONS.length).fill(0);
@@ -87,6 +89,7 @@ export function sumStats(all: Iterable<PoolStats>): PoolStats {
     t.stateChecks += s.stateChecks;
     t.statePins += s.statePins;
     t.stateRefusals += s.stateRefusals;
+    t.sequenceResets += s.sequenceResets;
     for (let i = 0; i < REASONS.length; i++) {
       t.pinReasons[i]! += s.pinReasons[i]!;
       t.refusalReasons[i]! += s.refusalReasons[i]!;

@@ -227,3 +227,42 @@ test('LOAD pins its client for the rest of its session (simple and extended prot
   assert.deepEqual(reasons, ['app refuse 1', 'load_su pin 2']);
   await stillServes(b);
 });
+
+test('currval()/lastval() never return another client\'s sequence value: the server forgets them first (55000), and work within the transaction', { timeout: 60_000 }, async (t) => {
+  const server = await sharedPostgres();
+  await server.psql('DROP TABLE IF EXISTS seq_items; CREATE TABLE seq_items (id serial PRIMARY KEY, v int); ALTER TABLE seq_items OWNER TO app;', 'app');
+  // one server for everybody: whatever a client leaves there, the next one finds
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 1, admin_users: 'app' }));
+  const a = await appClient(t, b);
+  const other = await appClient(t, b);
+  const idA = (await a.query('INSERT INTO seq_items (v) VALUES (1) RETURNING id')).rows[0].id as number;
+  const idB = (await other.query('INSERT INTO seq_items (v) VALUES (2) RETURNING id')).rows[0].id as number;
+  assert.equal(idB, idA + 1);
+  // a later transaction of `a`, on the server `other` used last: PostgreSQL would answer idB (other's); pgtide makes
+  // the server forget it, so `a` learns that the value is not in its session instead of getting a wrong id
+  for (const sql of ['SELECT lastval() AS v', "SELECT currval('seq_items_id_seq') AS v"]) {
+    const err = await a.query(sql).then((r) => r.rows[0].v as unknown, (e: PgError) => e);
+    assert.ok(err instanceof Error, `${sql} returned ${String(err)}`);
+    assert.equal((err as PgError).code, '55000');
+  }
+  // extended protocol, a named statement: the second time only its Bind is sent
+  for (let i = 0; i < 2; i++) {
+    await other.query('INSERT INTO seq_items (v) VALUES (3)');
+    const err = await a.query({ name: 'last_id', text: 'SELECT lastval() AS v' }).then((r) => r.rows[0].v as unknown, (e: PgError) => e);
+    assert.equal((err as PgError).code, '55000', `round ${i}: ${String(err)}`);
+  }
+  // the uses that are right keep working: in the same query string, in the same transaction
+  const both = await a.query('INSERT INTO seq_items (v) VALUES (4); SELECT lastval() AS v') as unknown as pg.QueryResult[];
+  const mine = Number(both[1]!.rows[0].v);
+  assert.equal((await a.query('SELECT v FROM seq_items WHERE id = $1', [mine])).rows[0].v, 4);
+  await a.query('BEGIN');
+  const inserted = (await a.query('INSERT INTO seq_items (v) VALUES (5) RETURNING id')).rows[0].id as number;
+  assert.equal(Number((await a.query('SELECT lastval() AS v')).rows[0].v), inserted);
+  assert.equal(Number((await a.query("SELECT currval('seq_items_id_seq') AS v")).rows[0].v), inserted);
+  await a.query('COMMIT');
+  const nv = await a.query("SELECT nextval('seq_items_id_seq') AS n, currval('seq_items_id_seq') AS c");
+  assert.equal(nv.rows[0].n, nv.rows[0].c);
+  const ss = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
+  assert.equal(Number(ss.sequence_resets), 6); // 2 simple, 2 named, the query string, the nextval/currval pair
+  await server.psql('DROP TABLE seq_items', 'app');
+});

@@ -2,7 +2,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify, classifyQuery, Hazard, readStateCheck, applySql, REASONS, STATE_CHECK_SQL } from '../../src/pool/session-state.js';
+import { classify, classifyQuery, Hazard, readStateCheck, readsSequenceState, applySql, REASONS, STATE_CHECK_SQL } from '../../src/pool/session-state.js';
 import { parseListen } from '../../src/pool/notify.js';
 
 const TRACKED = new Set(['statement_timeout', 'search_path']);
@@ -68,6 +68,26 @@ describe('classifyQuery', () => {
     assert.equal(q('set statement_timeout = 1; listen x').hazard, Hazard.State);
     // a LOAD after a statement that pins is still seen: it pins for good
     assert.equal(q("PREPARE p AS select 1; LOAD 'auto_explain'").hazard, Hazard.Lasting);
+  });
+});
+
+describe('readsSequenceState', () => {
+  const reads = (sql: string) => {
+    const b = Buffer.from(`xx${sql}yy`);
+    return readsSequenceState(b, 2, b.length - 2);
+  };
+  it('finds currval() and lastval() calls in any case, not other words', () => {
+    for (const sql of ["select currval('s')", 'SELECT LASTVAL()', "select pg_catalog.currval ('s')", 'select LastVal\n()',
+      "insert into t values (1); select lastval()", "select nextval('s'), currval('s')"])
+      assert.equal(reads(sql), true, sql);
+    for (const sql of ['select 1', "select nextval('s')", 'select mycurrval(1)', 'select lastval_x()', "select 'currval'",
+      'insert into t (a) values (1)', 'select lastval', '(', 'currval'])
+      assert.equal(reads(sql), false, sql);
+  });
+  it('stays inside its range', () => {
+    const b = Buffer.from("lastval() select 1 currval(");
+    assert.equal(readsSequenceState(b, 10, 18), false);
+    assert.equal(readsSequenceState(b, 0, 9), true);
   });
 });
 
