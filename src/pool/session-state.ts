@@ -132,7 +132,7 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD', reason: Reason.Set };
     if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE', reason: Reason.SqlPrepare };
     if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD', reason: Reason.HoldCursor };
-    return scanCalls(buf, e, end);
+    return scanCalls(buf, e, end, c === 0x73 || c === 0x77);
   }
   const [w, e] = word(buf, pos, end);
   switch (w) {
@@ -162,6 +162,27 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
   }
 }
 
+const SELECT_INTO_TEMP: Classified = { hazard: Hazard.State, what: 'SELECT … INTO TEMP', reason: Reason.TempTable };
+
+/** The identifier-ish word that ends right before `pos` (blanks skipped): [start, end), or start = end if none. */
+function wordBefore(buf: Buffer, pos: number, from: number): [number, number] {
+  let e = pos;
+  while (e > from && (buf[e - 1] === 0x20 || buf[e - 1] === 0x0a || buf[e - 1] === 0x09 || buf[e - 1] === 0x0d)) e--;
+  let s = e;
+  while (s > from && identByte(buf[s - 1])) s--;
+  return [s, e];
+}
+
+/** Whether the word `temp` or `temporary` (any case) at t follows `INTO` (or `INTO LOCAL|GLOBAL`): SELECT INTO TEMP. */
+function intoTempAt(buf: Buffer, t: number, from: number, end: number): boolean {
+  if (!hasAt(buf, t, end, 'temp') || identByte(buf[t - 1])) return false;
+  const after = t + 4 + (hasAt(buf, t + 4, end, 'orary') ? 5 : 0);
+  if (after < end && identByte(buf[after])) return false;
+  let [ws, we] = wordBefore(buf, t, from);
+  if (isWord(buf, ws, we, 'local') || isWord(buf, ws, we, 'global')) [ws, we] = wordBefore(buf, ws, from);
+  return isWord(buf, ws, we, 'into');
+}
+
 const ADVISORY_LOCK: Classified = { hazard: Hazard.State, what: 'advisory lock', reason: Reason.AdvisoryLock };
 const ADVISORY_UNLOCK: Classified = { hazard: Hazard.Check, what: 'advisory unlock', reason: Reason.AdvisoryLock };
 const SET_CONFIG: Classified = { hazard: Hazard.Check, what: 'set_config', reason: Reason.Set };
@@ -175,12 +196,17 @@ function hasAt(buf: Buffer, at: number, end: number, kw: string): boolean {
 
 /**
  * The functions that leave or release session state from inside any statement: pg_[try_]advisory_lock*,
- * pg_advisory_unlock*, set_config. One pass over the bytes, stopping only at underscores.
+ * pg_advisory_unlock*, set_config; and with `selectInto` (a SELECT or WITH), `INTO TEMP`. One pass over the bytes,
+ * stopping only at underscores (and at a `te` when selectInto).
  */
-function scanCalls(buf: Buffer, from: number, end: number): Classified {
+function scanCalls(buf: Buffer, from: number, end: number, selectInto = false): Classified {
   let found: Classified = NONE;
   for (let i = from; i < end; i++) {
-    if (buf[i] !== 0x5f) continue;
+    const b = buf[i]!;
+    if (b !== 0x5f) {
+      if (selectInto && (b | 0x20) === 0x74 && (buf[i + 1]! | 0x20) === 0x65 && intoTempAt(buf, i, from, end)) return SELECT_INTO_TEMP;
+      continue;
+    }
     if (hasAt(buf, i - 8, end, 'advisory')) {
       if (hasAt(buf, i + 1, end, 'lock')) return ADVISORY_LOCK;
       if (hasAt(buf, i + 1, end, 'unlock')) found = ADVISORY_UNLOCK;

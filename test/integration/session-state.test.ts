@@ -266,3 +266,22 @@ test('currval()/lastval() never return another client\'s sequence value: the ser
   assert.equal(Number(ss.sequence_resets), 6); // 2 simple, 2 named, the query string, the nextval/currval pair
   await server.psql('DROP TABLE seq_items', 'app');
 });
+
+test('SELECT … INTO TEMP pins its client like CREATE TEMP: no other client sees the table', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
+  const a = await appClient(t, b);
+  const others = await Promise.all([appClient(t, b), appClient(t, b)]);
+  await a.query('SELECT 42 AS x INTO TEMP sel_into_tmp');
+  const pin = await waitFor('pinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned);
+  assert.match(String(pin), /temporary tables: 1/);
+  for (let i = 0; i < 5; i++) {
+    for (const o of others) {
+      const err = await o.query('SELECT x FROM sel_into_tmp').then(() => null, (e: PgError) => e);
+      assert.equal(err?.code, '42P01', 'another client saw the temporary table');
+    }
+    assert.equal((await a.query('SELECT x FROM sel_into_tmp')).rows[0].x, 42);
+  }
+  await a.query('DROP TABLE sel_into_tmp');
+  await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+});
