@@ -284,4 +284,12 @@ test('SELECT … INTO TEMP pins its client like CREATE TEMP: no other client see
   }
   await a.query('DROP TABLE sel_into_tmp');
   await waitFor('unpinned', async () => (await consoleRows(b, 'SHOW CLIENTS')).every((r) => r.pinned === '') || null);
+  // refused, with session_state_policy = refuse
+  const admin = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') }));
+  await admin.connect();
+  await admin.query("SET session_state_policy = 'refuse'");
+  const err = await a.query('SELECT 1 AS x INTO TEMPORARY sel_into_tmp2').then(() => null, (e: PgError) => e);
+  assert.equal(err?.code, '0A000');
+  assert.match(err!.message, /^SELECT … INTO TEMP is not allowed in transaction pooling/);
+  assert.equal((await others[0]!.query("SELECT to_regclass('sel_into_tmp2') AS r")).rows[0].r, null);
 });
