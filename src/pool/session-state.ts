@@ -131,6 +131,7 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     if (isWord(buf, pos, e, 'unlisten')) return { hazard: Hazard.Check, what: 'UNLISTEN', reason: Reason.Listen };
     if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD', reason: Reason.Set };
     if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE', reason: Reason.SqlPrepare };
+    if (isWord(buf, pos, e, 'do')) return CODE_BLOCK;
     if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD', reason: Reason.HoldCursor };
     return scanCalls(buf, e, end, c === 0x73 || c === 0x77);
   }
@@ -152,8 +153,12 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
         temp = w3 === 'temp' || w3 === 'temporary';
       }
       if (temp && !contains(buf, e2, end, 'on commit drop', 'ON COMMIT DROP')) return { hazard: Hazard.State, what: 'CREATE TEMP', reason: Reason.TempTable };
+      // CREATE TABLE pg_temp.t makes a temporary table without saying TEMP: asked about at the end
+      if (contains(buf, e2, end, 'pg_temp', 'PG_TEMP')) return { hazard: Hazard.Check, what: 'CREATE … pg_temp', reason: Reason.TempTable };
       return NONE;
     }
+    case 'call':
+      return CODE_BLOCK;
     case 'close':
     case 'drop':
       return { hazard: Hazard.Check, what: w.toUpperCase(), reason: w === 'close' ? Reason.HoldCursor : Reason.TempTable };
@@ -161,6 +166,12 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
       return scanCalls(buf, e, end);
   }
 }
+
+/**
+ * DO and CALL run code that may leave any session state (EXECUTE 'SET …', a temporary table) where no look can
+ * see it: PostgreSQL is asked at the end of the transaction.
+ */
+const CODE_BLOCK: Classified = { hazard: Hazard.Check, what: 'DO / CALL', reason: Reason.Set };
 
 const SELECT_INTO_TEMP: Classified = { hazard: Hazard.State, what: 'SELECT … INTO TEMP', reason: Reason.TempTable };
 

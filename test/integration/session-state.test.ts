@@ -293,3 +293,33 @@ test('SELECT … INTO TEMP pins its client like CREATE TEMP: no other client see
   assert.match(err!.message, /^SELECT … INTO TEMP is not allowed in transaction pooling/);
   assert.equal((await others[0]!.query("SELECT to_regclass('sel_into_tmp2') AS r")).rows[0].r, null);
 });
+
+test('DO blocks and CALLed procedures are asked about afterwards: the state they leave pins (or is tracked) like any other', { timeout: 30_000 }, async (t) => {
+  const server = await sharedPostgres();
+  await server.psql("CREATE OR REPLACE PROCEDURE set_seqscan_off() LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('enable_seqscan', 'off', false); END $$; GRANT EXECUTE ON PROCEDURE set_seqscan_off() TO app;", 'app');
+  t.after(() => server.psql('DROP PROCEDURE IF EXISTS set_seqscan_off()', 'app'));
+  const b = track(t, await pgtideWith(server, { pool_mode: 'transaction', default_pool_size: 2, admin_users: 'app' }));
+  const a = await appClient(t, b);
+  const others = await Promise.all([appClient(t, b), appClient(t, b)]);
+  const pinned = async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.pinned !== '')?.pinned;
+
+  await a.query("DO $$ BEGIN EXECUTE 'CREATE TEMP TABLE do_tmp (x int)'; END $$");
+  assert.match(String(await waitFor('pinned by DO', pinned)), /temporary tables: 1/);
+  for (const o of others) assert.equal((await o.query("SELECT to_regclass('do_tmp') AS r")).rows[0].r, null);
+  await a.query('DROP TABLE do_tmp');
+  await waitFor('unpinned', async () => (await pinned()) === undefined || null);
+
+  await a.query('CALL set_seqscan_off()');
+  assert.match(String(await waitFor('pinned by CALL', pinned)), /SET enable_seqscan/);
+  for (const o of others) assert.equal((await o.query("SELECT current_setting('enable_seqscan') AS v")).rows[0].v, 'on');
+  await a.query('RESET enable_seqscan');
+  await waitFor('unpinned', async () => (await pinned()) === undefined || null);
+
+  // a tracked setting made by a DO block follows its client, as a SET would
+  await a.query("DO $$ BEGIN EXECUTE 'SET statement_timeout = 4321'; END $$");
+  for (let i = 0; i < 4; i++) {
+    assert.equal((await a.query("SELECT current_setting('statement_timeout') AS v")).rows[0].v, '4321ms');
+    for (const o of others) assert.equal((await o.query("SELECT current_setting('statement_timeout') AS v")).rows[0].v, '0');
+  }
+  assert.equal(await pinned(), undefined);
+});
