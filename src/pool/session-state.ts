@@ -132,7 +132,7 @@ export function classify(buf: Buffer, start: number, end: number, tracked: Reado
     if (isWord(buf, pos, e, 'discard')) return { hazard: Hazard.Check, what: 'DISCARD', reason: Reason.Set };
     if (isWord(buf, pos, e, 'deallocate')) return { hazard: Hazard.Check, what: 'DEALLOCATE', reason: Reason.SqlPrepare };
     if (isWord(buf, pos, e, 'do')) return CODE_BLOCK;
-    if (isWord(buf, pos, e, 'declare') && contains(buf, e, end, 'with hold', 'WITH HOLD')) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD', reason: Reason.HoldCursor };
+    if (isWord(buf, pos, e, 'declare') && withHold(buf, e, end)) return { hazard: Hazard.State, what: 'DECLARE … WITH HOLD', reason: Reason.HoldCursor };
     return scanCalls(buf, e, end, c === 0x73 || c === 0x77);
   }
   const [w, e] = word(buf, pos, end);
@@ -182,6 +182,16 @@ function wordBefore(buf: Buffer, pos: number, from: number): [number, number] {
   let s = e;
   while (s > from && identByte(buf[s - 1])) s--;
   return [s, e];
+}
+
+/** `WITH HOLD` in a DECLARE (any case, any blanks between; not WITHOUT HOLD). DECLAREs are few: a plain loop. */
+function withHold(buf: Buffer, from: number, end: number): boolean {
+  for (let i = from; i + 4 <= end; i++) {
+    if ((buf[i]! | 0x20) !== 0x68 || !hasAt(buf, i, end, 'hold') || identByte(buf[i - 1]) || identByte(buf[i + 4])) continue;
+    const [ws, we] = wordBefore(buf, i, from);
+    if (isWord(buf, ws, we, 'with')) return true;
+  }
+  return false;
 }
 
 /** Whether the word `temp` or `temporary` (any case) at t follows `INTO` (or `INTO LOCAL|GLOBAL`): SELECT INTO TEMP. */
