@@ -308,6 +308,7 @@ export const STATE_CHECK_SQL =
   " union all select '#WITH HOLD cursors', count(*)::text from pg_cursors where is_holdable" +
   " union all select '#prepared statements (SQL PREPARE)', count(*)::text from pg_prepared_statements where from_sql" +
   " union all select '#temporary tables', count(*)::text from pg_class where relnamespace = pg_my_temp_schema()" +
+  " union all select '#temporary functions', count(*)::text from pg_proc where pronamespace = pg_my_temp_schema()" +
   " union all select '#LISTEN', count(*)::text from pg_listening_channels()";
 
 export interface StateCheck {
@@ -325,6 +326,7 @@ const COUNT_REASONS: ReadonlyMap<string, Reason> = new Map([
   ['#WITH HOLD cursors', Reason.HoldCursor],
   ['#prepared statements (SQL PREPARE)', Reason.SqlPrepare],
   ['#temporary tables', Reason.TempTable],
+  ['#temporary functions', Reason.TempTable],
   ['#LISTEN', Reason.Listen],
 ]);
 

@@ -315,6 +315,17 @@ test('DO blocks and CALLed procedures are asked about afterwards: the state they
   await a.query('RESET enable_seqscan');
   await waitFor('unpinned', async () => (await pinned()) === undefined || null);
 
+  // a function in pg_temp: also asked about (CREATE … pg_temp), and counted
+  await a.query('CREATE FUNCTION pg_temp.tmp_fn() RETURNS int LANGUAGE sql AS $$ SELECT 7 $$');
+  assert.match(String(await waitFor('pinned by a temporary function', pinned)), /temporary functions: 1/);
+  for (const o of others) {
+    const err = await o.query('SELECT pg_temp.tmp_fn()').then(() => null, (e: PgError) => e);
+    // 3F000 where the session has no temporary schema, 42883 where it has one without the function
+    assert.ok(err?.code === '3F000' || err?.code === '42883', `another client could call the temporary function (${String(err?.code)})`);
+  }
+  await a.query('DROP FUNCTION pg_temp.tmp_fn()');
+  await waitFor('unpinned', async () => (await pinned()) === undefined || null);
+
   // a tracked setting made by a DO block follows its client, as a SET would
   await a.query("DO $$ BEGIN EXECUTE 'SET statement_timeout = 4321'; END $$");
   for (let i = 0; i < 4; i++) {

@@ -121,9 +121,9 @@ describe('readStateCheck and applySql', () => {
   });
   it('names the category of every count the check asks for', () => {
     const counts = [...STATE_CHECK_SQL.matchAll(/'(#[^']+)'/g)].map((m) => m[1]!);
-    assert.equal(counts.length, 5);
+    assert.equal(counts.length, 6);
     const names = counts.map((n) => REASONS[Math.log2(readStateCheck([[n, '1']], TRACKED, new Set()).reasons)]);
-    assert.deepEqual(names, ['advisory_lock', 'with_hold_cursor', 'sql_prepare', 'temp_table', 'listen']);
+    assert.deepEqual(names, ['advisory_lock', 'with_hold_cursor', 'sql_prepare', 'temp_table', 'temp_table', 'listen']);
   });
   it('gives each refusable statement its category', () => {
     const reason = (sql: string) => REASONS[look(sql).reason];
