@@ -282,10 +282,8 @@ function identByte(b: number | undefined): boolean {
 export function readsSequenceState(buf: Buffer, start: number, end: number): boolean {
   let p = buf.indexOf(0x28, start);
   while (p >= 0 && p < end) {
-    let e = p;
-    while (e > start && (buf[e - 1] === 0x20 || buf[e - 1] === 0x0a || buf[e - 1] === 0x09 || buf[e - 1] === 0x0d)) e--;
-    const w = e - 7;
-    if (w >= start && (hasAt(buf, w, e, 'currval') || hasAt(buf, w, e, 'lastval')) && !identByte(w > start ? buf[w - 1] : undefined)) return true;
+    const [ws, we] = wordBefore(buf, p, start);
+    if (isWord(buf, ws, we, 'currval') || isWord(buf, ws, we, 'lastval')) return true;
     p = buf.indexOf(0x28, p + 1);
   }
   return false;
