@@ -50,10 +50,15 @@ class CpuSampler {
 
   private take(): void {
     const h = hostCpu();
+    // CPU time only grows: a lower reading of the tree missed a backend that had exited and was not reaped yet (its
+    // time is then in neither its own stat nor the postmaster's), so the highest reading so far stands
+    let postgres = this.postmasterPid === undefined ? undefined : treeCpuTicks(this.postmasterPid);
+    const last = this.samples.length > 0 ? this.samples[this.samples.length - 1]!.postgres : undefined;
+    if (postgres !== undefined && last !== undefined && postgres < last) postgres = last;
     this.samples.push({
       t: Date.now(),
       pooler: this.poolerPid === undefined ? undefined : cpuTicks(this.poolerPid),
-      postgres: this.postmasterPid === undefined ? undefined : treeCpuTicks(this.postmasterPid),
+      postgres,
       hostBusy: h.busy,
       hostTotal: h.total,
     });
