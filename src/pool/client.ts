@@ -5,7 +5,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { SocketWriter } from '../net/socket-writer.js';
 import { ioActivity } from '../net/spin.js';
-import { FE, MAX_STARTUP_PACKET, StartupCode } from '../protocol/codes.js';
+import { FE, MAX_STARTUP_PACKET, StartupCode, TxStatus } from '../protocol/codes.js';
 import {
   AUTH_OK,
   backendKeyData,
@@ -30,7 +30,7 @@ import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
 import { CLOSE_UNNAMED, cstringEnd, mustWait, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
-import { classify, classifyQuery, Hazard, readsSequenceState } from './session-state.js';
+import { classify, classifyQuery, Hazard, readsSequenceState, startsTransactionOnly } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
 import { errorResponse, readyForQuery } from '../protocol/messages.js';
@@ -57,6 +57,44 @@ for (const c of 'PBDC') STMT_TYPES[c.charCodeAt(0)] = 1;
  * Keep the batch that starts with this Bind (buf[start..end)) for a retry, when it reaches its Sync within the same
  * buffer and holds only extended-protocol messages (nothing but Bind/Describe/Execute/Close/Parse/Flush).
  */
+/** Where a Parse's query text that starts at `from` ends (its NUL; the message's end if it has none). */
+function queryEnd(buf: Buffer, from: number, end: number): number {
+  const e = cstringEnd(buf, from, end);
+  return e < 0 ? end : e - 1;
+}
+
+/**
+ * Whether a chunk is whole messages that only start a transaction: a Query of BEGIN or START TRANSACTION, or one
+ * Parse of it with its Bind, Describe, Execute and Sync (postgres.js's `begin`).
+ */
+function onlyBegins(b: Buffer): boolean {
+  if (b.length < 6) return false;
+  if (b[0] === FE.Query) return b.readUInt32BE(1) + 1 === b.length && startsTransactionOnly(b, 5, b.length - 1);
+  let pos = 0;
+  let nameStart = -1;
+  let nameEnd = -1;
+  while (pos + 5 <= b.length) {
+    const type = b[pos]!;
+    const len = b.readUInt32BE(pos + 1);
+    const next = pos + 1 + len;
+    if (len < 4 || next > b.length) return false;
+    if (type === FE.Parse) {
+      if (nameStart >= 0) return false;
+      nameStart = pos + 5;
+      nameEnd = cstringEnd(b, nameStart, next);
+      if (nameEnd < 0 || !startsTransactionOnly(b, nameEnd, queryEnd(b, nameEnd, next))) return false;
+    } else if (type === FE.Bind) {
+      // the statement parsed just before, under the same name
+      const stmtAt = cstringEnd(b, pos + 5, next);
+      if (nameStart < 0 || stmtAt < 0 || stmtAt + nameEnd - nameStart > next || b.compare(b, nameStart, nameEnd, stmtAt, stmtAt + nameEnd - nameStart) !== 0) return false;
+    } else if (type !== FE.Describe && type !== FE.Execute && type !== FE.Sync && type !== FE.Flush) {
+      return false;
+    }
+    pos = next;
+  }
+  return pos === b.length && nameStart >= 0;
+}
+
 function captureBatch(s: ServerConn, st: Stmt, buf: Buffer, start: number, end: number): void {
   let pos = end;
   let entries = 1;
@@ -212,6 +250,8 @@ export class ClientConn extends Framer implements ListNode {
   private stateDue = false;
   /** The session ran a LOAD (Hazard.Lasting): every check pins it, whatever PostgreSQL reports. */
   lastingState = false;
+  /** The transaction began with BEGIN alone: its first statement is looked at for currval()/lastval() (lookAfterBegin). */
+  private seqLookOpen = false;
   /** Why the client is kept on its server between transactions (session state), or null. */
   pinReason: string | null = null;
   /** The track_set_parameters settings the client has SET (name → value), applied on every server it gets. */
@@ -528,7 +568,10 @@ export class ClientConn extends Framer implements ListNode {
     if (!this.track) this.server!.unnamed = UNNAMED_UNKNOWN; // untracked: its unnamed statement is no longer known
     const stash = this.stash;
     this.stash = null;
+    const look = this.seqLookOpen; // for the statement after the BEGIN held here, not for the BEGIN
+    this.seqLookOpen = false;
     if (stash && !this.feedHeld(stash)) return;
+    this.seqLookOpen = look;
     if (!this.terminating && this.socket.isPaused()) this.socket.resume();
   }
 
@@ -578,6 +621,7 @@ export class ClientConn extends Framer implements ListNode {
     this.server?.setTracking(false);
     this.track = false;
     this.guard = false;
+    this.seqLookOpen = false;
     this.server = null;
     if (this.notifies !== null) this.flushNotifies();
     // paused because that server's socket was full: its 'drain' will not reach us any more, so read on (into the stash)
@@ -675,6 +719,7 @@ export class ClientConn extends Framer implements ListNode {
       if (this.track) return this.onStmtMessage(type, buf, start, end);
       // statements not tracked: a Parse is only looked at (a named one's later Binds are not)
       const nameEnd = cstringEnd(buf, start + 5, end);
+      if (this.seqLookOpen && nameEnd > 0 && this.lookAfterBegin(buf, nameEnd, queryEnd(buf, nameEnd, end), null)) return Verdict.Skip;
       if (nameEnd > 0) this.sawHazard(stmtHazard(buf, nameEnd, end, this.pooler.trackedSetNames()));
       return this.onHeader(type);
     }
@@ -750,6 +795,16 @@ export class ClientConn extends Framer implements ListNode {
       s.dirty = true;
       s.record(kind);
       return Verdict.Forward;
+    }
+    if (this.seqLookOpen && type !== FE.Describe && type !== FE.Close) {
+      // a Parse's text (up to its NUL), or the statement a Bind names (unnamed: parsed in this transaction already)
+      if (type === FE.Parse) {
+        if (this.lookAfterBegin(buf, nameEnd, queryEnd(buf, nameEnd, end), null)) return Verdict.Skip;
+      } else {
+        const st = nameEnd > nameStart + 1 ? this.lookupStmt(buf, nameStart, nameEnd - 1) : undefined;
+        if (st === undefined) this.seqLookOpen = false;
+        else if (this.lookAfterBegin(buf, 0, 0, st)) return Verdict.Skip;
+      }
     }
     const fx = s.unsettledEffects();
     if (fx !== 0 && mustWait(fx, nameEnd === nameStart + 1, type === FE.Parse || type === FE.Close)) {
@@ -893,6 +948,7 @@ export class ClientConn extends Framer implements ListNode {
 
   /** A simple Query while session state is watched: look at it; under session_state_policy = refuse, maybe refuse it. */
   private onQuery(buf: Buffer, start: number, end: number): Verdict {
+    if (this.seqLookOpen && this.lookAfterBegin(buf, start + 5, end - 1, null)) return Verdict.Skip;
     const cl = classifyQuery(buf, start + 5, end - 1, this.pooler.trackedSetNames());
     if (cl.hazard !== Hazard.None) {
       const s = this.server!;
@@ -927,8 +983,14 @@ export class ClientConn extends Framer implements ListNode {
    */
   needsSequenceReset(): boolean {
     const held = this.stash;
+    this.seqLookOpen = false;
     if (held === null || this.pool!.mode() === 'session' || this.pooler.settings.session_state_policy === 'allow') return false;
     for (const chunk of held) if (readsSequenceState(chunk, 0, chunk.length)) return true;
+    if (held.length === 1 && onlyBegins(held[0]!)) {
+      // BEGIN alone: the look is made at the transaction's first statement instead (lookAfterBegin)
+      this.seqLookOpen = true;
+      return false;
+    }
     if (!this.pooler.stmts.sequenceReaders || this.stmts === null) return false;
     // Binds of prepared statements (their text is not in what was sent now): the first chunk's whole messages
     const b = held[0]!;
@@ -947,11 +1009,33 @@ export class ClientConn extends Framer implements ListNode {
     return false;
   }
 
+  /**
+   * The first statement of a transaction that began with BEGIN alone (seqLookOpen), its text in buf[start..end) or,
+   * for a Bind, its prepared statement `st`: if it reads sequence values, the server forgets other clients' first, as
+   * needsSequenceReset does at the start of other transactions. The statement waits (suspended) for the server's
+   * DISCARD SEQUENCES. Returns true when it waits.
+   */
+  private lookAfterBegin(buf: Buffer, start: number, end: number, st: Stmt | null): boolean {
+    this.seqLookOpen = false;
+    const s = this.server!;
+    if (s.outstanding !== 0 || s.dirty || s.txStatus !== TxStatus.InTransaction) return false; // BEGIN not answered yet
+    if (st !== null ? !st.readsSequence : !readsSequenceState(buf, start, end)) return false;
+    this.suspendPending = true;
+    s.resetSequences(this);
+    return true;
+  }
+
   /** A statement of the current transaction may leave session state (hazard above None): check at its end. */
   private sawHazard(h: Hazard): void {
     if (h === Hazard.None) return;
     this.stateDue = true;
-    if (h === Hazard.Lasting) this.lastingState = true;
+    // a LOAD: once its CommandComplete shows that it worked (loaded()), where the server follows replies
+    if (h === Hazard.Lasting && !this.track) this.lastingState = true;
+  }
+
+  /** The server answered a LOAD of this client with success: the library stays in that backend. */
+  loaded(): void {
+    this.lastingState = true;
   }
 
   /** Whether the server may only go back to the pool after a session-state check. */

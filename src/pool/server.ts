@@ -553,6 +553,23 @@ export class ServerConn extends Framer implements ListNode {
   }
 
   /**
+   * In a transaction that began with BEGIN alone, before its first statement, which reads sequence values (the client
+   * waits, suspended): the server forgets other clients' values first, as prepareForClient does at other starts.
+   */
+  resetSequences(c: ClientConn): void {
+    this.pool.stats.sequenceResets++;
+    log.debug('sequence values reset (DISCARD SEQUENCES) before a currval()/lastval() of the client', c);
+    this.runInternal('DISCARD SEQUENCES', (err) => {
+      if (this.client !== c) return;
+      if (err) {
+        this.close(`sequence reset failed: ${err.message}`);
+        return;
+      }
+      c.resumeSuspended();
+    });
+  }
+
+  /**
    * The end of a transaction that may have left session state (or of any transaction of a pinned client): ask
    * PostgreSQL what the session holds, then release the server or keep the client on it.
    */
@@ -884,6 +901,8 @@ export class ServerConn extends Framer implements ListNode {
     if ((n === 14 || n === 11) && buf[start + 5] === 0x44 && isDeallocateAll(buf.toString('latin1', start + 5, end - 1))) {
       this.clearStmts();
       this.client?.clearStmts();
+    } else if (n === 4 && buf[start + 5] === 0x4c && buf.toString('latin1', start + 5, end - 1) === 'LOAD') {
+      this.client?.loaded(); // a LOAD that worked: its client stays on this server (a failed one loaded nothing)
     }
     this.checkFakes();
   }

@@ -289,6 +289,19 @@ export function readsSequenceState(buf: Buffer, start: number, end: number): boo
   return false;
 }
 
+/**
+ * Whether buf[start..end) is nothing but a transaction's start (BEGIN or START TRANSACTION, with their options): the
+ * transaction has read and written no sequence yet, so its next statement may still be given a server that forgot
+ * other clients' sequence values (ClientConn's look after BEGIN).
+ */
+export function startsTransactionOnly(buf: Buffer, start: number, end: number): boolean {
+  const pos = skipBlank(buf, start, end);
+  const e = wordEnd(buf, pos, end);
+  if (!isWord(buf, pos, e, 'begin') && !isWord(buf, pos, e, 'start')) return false;
+  const semi = buf.indexOf(0x3b, e);
+  return semi < 0 || semi >= end || skipBlank(buf, semi, end) >= end;
+}
+
 /** Settings PostgreSQL reports with ParameterStatus: followed by the varcache already. */
 export const REPORTED: ReadonlySet<string> = new Set([
   'client_encoding', 'datestyle', 'timezone', 'standard_conforming_strings', 'application_name', 'intervalstyle',

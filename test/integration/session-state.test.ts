@@ -186,7 +186,7 @@ test('a statement after the first in a query string is looked at too; one too la
   assert.equal((await other.query("select current_setting('search_path') as v, current_setting('enable_seqscan') as s")).rows[0].v, '"$user", public');
 });
 
-test('LOAD pins its client for the rest of its session (simple and extended protocol), and the server goes with it; refuse answers 0A000', { timeout: 60_000 }, async (t) => {
+test('LOAD pins its client for the rest of its session (simple and extended protocol), and the server goes with it; a failed LOAD does not pin; refuse answers 0A000', { timeout: 60_000 }, async (t) => {
   const server = await sharedPostgres();
   // LOAD of a library outside $libdir/plugins needs a superuser
   await server.psql("DROP ROLE IF EXISTS load_su; CREATE ROLE load_su LOGIN SUPERUSER PASSWORD 'loadpass';");
@@ -216,6 +216,12 @@ test('LOAD pins its client for the rest of its session (simple and extended prot
   t.after(() => sql.end());
   await sql`LOAD 'auto_explain'`;
   await waitFor('pinned (extended)', async () => (await consoleRows(b, 'SHOW CLIENTS')).find((r) => r.user === 'load_su')?.pinned === 'LOAD' || null);
+
+  // a LOAD that fails loaded nothing: no pin (the next query waits for the check at the end of the first)
+  const failed = await other.query("LOAD 'pgtide_no_such_library'").then(() => null, (e: PgError) => e);
+  assert.ok(failed instanceof Error, 'LOAD of a missing library fails');
+  await other.query('select 1');
+  assert.deepEqual((await consoleRows(b, 'SHOW CLIENTS')).filter((r) => r.user === 'app' && r.database === 'app').map((r) => r.pinned), ['']);
 
   const admin = track(t, new pg.Client({ connectionString: b.url('app', 'apppass', 'pgbouncer') }));
   await admin.connect();
@@ -264,6 +270,41 @@ test('currval()/lastval() never return another client\'s sequence value: the ser
   assert.equal(nv.rows[0].n, nv.rows[0].c);
   const ss = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
   assert.equal(Number(ss.sequence_resets), 6); // 2 simple, 2 named, the query string, the nextval/currval pair
+
+  // BEGIN sent alone (node-postgres, Prisma, postgres.js): the transaction's first statement is looked at instead
+  const no55000 = async (what: string, run: () => Promise<unknown>) => {
+    await other.query('INSERT INTO seq_items (v) VALUES (6)'); // the only server now has other's value
+    const got = await run().then((v) => v, (e: PgError) => e);
+    assert.equal((got as PgError).code, '55000', `${what}: ${String(got)}`);
+  };
+  const inTx = (begin: string, q: () => Promise<unknown>) => async () => {
+    await a.query(begin);
+    try {
+      return await q();
+    } finally {
+      await a.query('ROLLBACK');
+    }
+  };
+  await no55000('BEGIN, simple currval', inTx('BEGIN', () => a.query("SELECT currval('seq_items_id_seq') AS v")));
+  await no55000('START TRANSACTION, simple lastval', inTx('START TRANSACTION ISOLATION LEVEL REPEATABLE READ', () => a.query('SELECT lastval()')));
+  await no55000('BEGIN, unnamed Parse', inTx('begin;', () => a.query('SELECT currval($1::regclass) AS v', ['seq_items_id_seq'])));
+  await no55000('BEGIN, Bind of a named statement', inTx('BEGIN', () => a.query({ name: 'last_id', text: 'SELECT lastval() AS v' })));
+  const sql = postgres(b.url('app', 'apppass', 'app'), { max: 1, onnotice: () => {} });
+  t.after(() => sql.end());
+  for (let i = 0; i < 2; i++) {
+    // postgres.js: `begin` by the extended protocol, then a named statement (its Parse, then only its Bind)
+    await no55000(`postgres.js begin, round ${i}`, () => sql.begin((tx) => tx`SELECT lastval() AS v`));
+  }
+  // after BEGIN the look is the first statement's only: later ones see the transaction's own values
+  await a.query('BEGIN');
+  const own = (await a.query('INSERT INTO seq_items (v) VALUES (7) RETURNING id')).rows[0].id as number;
+  assert.equal(Number((await a.query('SELECT lastval() AS v')).rows[0].v), own);
+  await a.query('COMMIT');
+  // and a transaction that starts with BEGIN and another statement in one string is looked at as before
+  await no55000('BEGIN; currval in one string', () => a.query("BEGIN; SELECT currval('seq_items_id_seq'); COMMIT").finally(() => a.query('ROLLBACK')));
+  const after = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
+  assert.equal(Number(after.sequence_resets), 6 + 7);
+  await stillServes(b);
   await server.psql('DROP TABLE seq_items', 'app');
 });
 

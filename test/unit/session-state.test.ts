@@ -2,7 +2,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify, classifyQuery, Hazard, readStateCheck, readsSequenceState, applySql, REASONS, STATE_CHECK_SQL } from '../../src/pool/session-state.js';
+import { classify, classifyQuery, Hazard, readStateCheck, readsSequenceState, startsTransactionOnly, applySql, REASONS, STATE_CHECK_SQL } from '../../src/pool/session-state.js';
 import { parseListen } from '../../src/pool/notify.js';
 
 const TRACKED = new Set(['statement_timeout', 'search_path']);
@@ -103,6 +103,19 @@ describe('readsSequenceState', () => {
     const b = Buffer.from("lastval() select 1 currval(");
     assert.equal(readsSequenceState(b, 10, 18), false);
     assert.equal(readsSequenceState(b, 0, 9), true);
+  });
+});
+
+describe('startsTransactionOnly', () => {
+  const only = (sql: string) => {
+    const b = Buffer.from(`xx${sql}yy`);
+    return startsTransactionOnly(b, 2, b.length - 2);
+  };
+  it('is BEGIN or START TRANSACTION with options and nothing after', () => {
+    for (const sql of ['BEGIN', 'begin', 'begin ', 'BEGIN;', ' /* x */ begin isolation level serializable ; ', 'START TRANSACTION READ ONLY', 'begin; -- done'])
+      assert.equal(only(sql), true, sql);
+    for (const sql of ['', 'select 1', 'BEGIN; select 1', "begin; select currval('s')", 'beginx', 'COMMIT', 'begin;;insert into t values (1)'])
+      assert.equal(only(sql), false, sql);
   });
 });
 
