@@ -423,7 +423,9 @@ async function main(): Promise<number> {
         rec.cpuWindowSeconds = (pb.window.toMs - pb.window.fromMs) / 1000;
       }
       const usPerTick = 1e6 / CLK_TCK;
-      const d = (x?: number, y?: number) => (x !== undefined && y !== undefined ? y - x : undefined);
+      // a process tree's reading can go down: a child that exited but is not reaped yet is in no reading (its time
+      // moves to its parent's once it is); such a difference is reported as unknown, never as negative CPU
+      const d = (x?: number, y?: number) => (x !== undefined && y !== undefined && y >= x ? y - x : undefined);
       const poolerTicks = d(from.pooler, to.pooler);
       const pgTicks = d(from.pg, to.pg);
       if (xacts > 0) {
