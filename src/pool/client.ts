@@ -985,27 +985,33 @@ export class ClientConn extends Framer implements ListNode {
     const held = this.stash;
     this.seqLookOpen = false;
     if (held === null || this.pool!.mode() === 'session' || this.pooler.settings.session_state_policy === 'allow') return false;
-    for (const chunk of held) if (readsSequenceState(chunk, 0, chunk.length)) return true;
-    if (held.length === 1 && onlyBegins(held[0]!)) {
-      // BEGIN alone: the look is made at the transaction's first statement instead (lookAfterBegin)
-      this.seqLookOpen = true;
-      return false;
-    }
-    if (!this.pooler.stmts.sequenceReaders || this.stmts === null) return false;
-    // Binds of prepared statements (their text is not in what was sent now): the first chunk's whole messages
+    // the first chunk's whole messages: the texts of Query and Parse, and the statements Binds name (their text is not
+    // in what was sent now); a Bind's parameters or an Execute need no search
     const b = held[0]!;
+    const binds = this.pooler.stmts.sequenceReaders && this.stmts !== null;
     let pos = 0;
     while (pos + 5 <= b.length) {
+      const type = b[pos]!;
       const len = b.readUInt32BE(pos + 1);
       const next = pos + 1 + len;
       if (len < 4 || next > b.length) break;
-      if (b[pos] === FE.Bind) {
+      if (type === FE.Query) {
+        if (readsSequenceState(b, pos + 5, next - 1)) return true;
+      } else if (type === FE.Parse) {
+        const nameEnd = cstringEnd(b, pos + 5, next);
+        if (nameEnd > 0 && readsSequenceState(b, nameEnd, queryEnd(b, nameEnd, next))) return true;
+      } else if (type === FE.Bind && binds) {
         const portalEnd = cstringEnd(b, pos + 5, next);
         const nameEnd = portalEnd < 0 ? -1 : cstringEnd(b, portalEnd, next);
         if (nameEnd > portalEnd + 1 && this.lookupStmt(b, portalEnd, nameEnd - 1)?.readsSequence) return true;
       }
       pos = next;
     }
+    // a message split across reads, and later chunks: every byte is searched
+    if (pos < b.length && readsSequenceState(b, pos, b.length)) return true;
+    for (let i = 1; i < held.length; i++) if (readsSequenceState(held[i]!, 0, held[i]!.length)) return true;
+    // BEGIN alone: the look is made at the transaction's first statement instead (lookAfterBegin)
+    if (held.length === 1 && onlyBegins(b)) this.seqLookOpen = true;
     return false;
   }
 
