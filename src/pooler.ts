@@ -15,7 +15,8 @@ import { PoolerError } from './util/errors.js';
 import { clock } from './util/clock.js';
 import { log, type LogSubject } from './util/log.js';
 import { StatList } from './pool/list.js';
-import { ClientConn } from './pool/client.js';
+import { ClientConn, onClientData } from './pool/client.js';
+import { adoptSocket } from './net/adopt.js';
 import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
@@ -236,7 +237,8 @@ export class Pooler extends EventEmitter {
 
   private listenOne(opts: net.ListenOptions, unix: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      const srv = net.createServer({ noDelay: true }, (sock) => this.onConnection(sock, unix));
+      // paused: nothing is read before the socket is adopted (src/net/adopt.ts)
+      const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (sock) => this.onConnection(sock, unix));
       srv.once('error', (err: NodeJS.ErrnoException) => {
         log.error(`cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`, this.own);
         reject(err);
@@ -292,19 +294,24 @@ export class Pooler extends EventEmitter {
       return;
     }
     this.clientCount++;
-    const c = new ClientConn(this, sock, unix);
+    const adopted = adoptSocket(sock, onClientData);
+    const c = new ClientConn(this, sock, unix, adopted);
     this.loginClients.push(c);
-    if (!unix) this.takeLoginSlot(c);
+    // accepted paused (pauseOnConnect): read once it may log in
+    if (unix || this.takeLoginSlot(c)) sock.resume();
   }
 
   // ---- logins per source address (max_concurrent_logins_per_host) ----
 
   private readonly loginsByHost = new Map<string, { running: number; queue: ClientConn[] }>();
 
-  /** A TCP client starts logging in: it gets a slot, or waits unread until one of its address's logins ends. */
-  private takeLoginSlot(c: ClientConn): void {
+  /**
+   * A TCP client starts logging in: it gets a slot (true), or waits unread until one of its address's logins ends
+   * (false: loginDone resumes it).
+   */
+  private takeLoginSlot(c: ClientConn): boolean {
     const limit = this.settings.max_concurrent_logins_per_host;
-    if (limit <= 0) return;
+    if (limit <= 0) return true;
     let h = this.loginsByHost.get(c.addr);
     if (!h) {
       h = { running: 0, queue: [] };
@@ -313,11 +320,11 @@ export class Pooler extends EventEmitter {
     if (h.running < limit) {
       h.running++;
       c.loginSlot = 'running';
-      return;
+      return true;
     }
     c.loginSlot = 'queued';
-    c.socket.pause();
     h.queue.push(c);
+    return false;
   }
 
   /** The client's login is over (logged in, or gone): its slot goes to the next waiting client of that address. */

@@ -174,7 +174,7 @@ let gathering: ClientConn | null = null;
 /** Socket listeners shared by all clients (no closures per client): the socket knows its client. */
 const kClient = Symbol('pgtide.client');
 type OwnedSocket = net.Socket & { [kClient]: ClientConn };
-function onClientData(this: net.Socket, chunk: Buffer): void {
+export function onClientData(this: net.Socket, chunk: Buffer): void {
   (this as OwnedSocket)[kClient].onSocketData(chunk);
 }
 function onClientError(this: net.Socket): void {
@@ -290,10 +290,14 @@ export class ClientConn extends Framer implements ListNode {
   private terminating = false;
   private closed = false;
 
+  /**
+   * `adopted`: the socket reads through `onread` into onClientData (src/net/adopt.ts), not through 'data' events.
+   */
   constructor(
     readonly pooler: Pooler,
     socket: net.Socket,
     readonly unix: boolean,
+    adopted = false,
   ) {
     super();
     this.socket = socket;
@@ -301,7 +305,7 @@ export class ClientConn extends Framer implements ListNode {
     this.port = unix ? 0 : (socket.remotePort ?? 0);
     socket.setNoDelay(true);
     if (!unix && pooler.settings.tcp_keepalive) socket.setKeepAlive(true);
-    this.attach(socket);
+    this.attach(socket, adopted);
   }
 
   onSocketData(chunk: Buffer): void {
@@ -317,14 +321,16 @@ export class ClientConn extends Framer implements ListNode {
     this.server?.unpause();
   }
 
-  private attach(sock: net.Socket): void {
+  private attach(sock: net.Socket, adopted = false): void {
     this.writer = new SocketWriter(sock, this);
     (sock as OwnedSocket)[kClient] = this;
-    // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is paused
-    // or full): marked as pending once, none is ever scheduled (the tick that would clear the mark never runs)
-    const rs = (sock as unknown as { _readableState?: { readingMore: boolean } })._readableState;
-    if (rs !== undefined) rs.readingMore = true;
-    sock.on('data', onClientData);
+    if (!adopted) {
+      // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is
+      // paused or full): marked as pending once, none is ever scheduled (the tick that would clear the mark never runs)
+      const rs = (sock as unknown as { _readableState?: { readingMore: boolean } })._readableState;
+      if (rs !== undefined) rs.readingMore = true;
+      sock.on('data', onClientData);
+    }
     sock.on('error', onClientError);
     sock.on('close', onClientClose);
   }
