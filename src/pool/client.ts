@@ -53,10 +53,6 @@ for (const c of 'BCDEFHPQSXcdf') FRONTEND_TYPES[c.charCodeAt(0)] = 1;
 const STMT_TYPES = new Uint8Array(256);
 for (const c of 'PBDC') STMT_TYPES[c.charCodeAt(0)] = 1;
 
-/**
- * Keep the batch that starts with this Bind (buf[start..end)) for a retry, when it reaches its Sync within the same
- * buffer and holds only extended-protocol messages (nothing but Bind/Describe/Execute/Close/Parse/Flush).
- */
 /** Where a Parse's query text that starts at `from` ends (its NUL; the message's end if it has none). */
 function queryEnd(buf: Buffer, from: number, end: number): number {
   const e = cstringEnd(buf, from, end);
@@ -95,6 +91,10 @@ function onlyBegins(b: Buffer): boolean {
   return pos === b.length && nameStart >= 0;
 }
 
+/**
+ * Keep the batch that starts with this Bind (buf[start..end)) for a retry, when it reaches its Sync within the same
+ * buffer and holds only extended-protocol messages (nothing but Bind/Describe/Execute/Close/Parse/Flush).
+ */
 function captureBatch(s: ServerConn, st: Stmt, buf: Buffer, start: number, end: number): void {
   let pos = end;
   let entries = 1;
