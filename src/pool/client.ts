@@ -995,6 +995,7 @@ export class ClientConn extends Framer implements ListNode {
     // in what was sent now); a Bind's parameters or an Execute need no search
     const b = held[0]!;
     const binds = this.pooler.stmts.sequenceReaders && this.stmts !== null;
+    let parsed = false;
     let pos = 0;
     while (pos + 5 <= b.length) {
       const type = b[pos]!;
@@ -1004,12 +1005,20 @@ export class ClientConn extends Framer implements ListNode {
       if (type === FE.Query) {
         if (readsSequenceState(b, pos + 5, next - 1)) return true;
       } else if (type === FE.Parse) {
+        parsed = true;
         const nameEnd = cstringEnd(b, pos + 5, next);
         if (nameEnd > 0 && readsSequenceState(b, nameEnd, queryEnd(b, nameEnd, next))) return true;
-      } else if (type === FE.Bind && binds) {
+      } else if (type === FE.Bind && (binds || (!parsed && this.unnamedStmt !== null))) {
         const portalEnd = cstringEnd(b, pos + 5, next);
         const nameEnd = portalEnd < 0 ? -1 : cstringEnd(b, portalEnd, next);
-        if (nameEnd > portalEnd + 1 && this.lookupStmt(b, portalEnd, nameEnd - 1)?.readsSequence) return true;
+        if (nameEnd === portalEnd + 1) {
+          // the unnamed statement bound again without its Parse (asyncpg, PQprepare with ""): the one kept for it
+          const u = parsed ? null : this.unnamedStmt;
+          const textAt = u === null ? -1 : cstringEnd(u, 5, u.length);
+          if (textAt > 0 && readsSequenceState(u!, textAt, queryEnd(u!, textAt, u!.length))) return true;
+        } else if (binds && nameEnd > portalEnd + 1 && this.lookupStmt(b, portalEnd, nameEnd - 1)?.readsSequence) {
+          return true;
+        }
       }
       pos = next;
     }

@@ -10,6 +10,7 @@ import { sharedPostgres } from '../harness/postgres.js';
 import postgres from 'postgres';
 import { DEFAULT_USERLIST, iniFor, pgtideWith, startPgtide, track } from '../harness/pgtide.js';
 import { appClient, rng, stillServes, waitFor, type PgError, consoleRows } from '../harness/util.js';
+import { bind, errorFields, execute, parse, rawLogin, sync } from '../harness/raw.js';
 
 
 test('SET statement_timeout / search_path / application_name follow their client and are never seen by another (10,000 random steps)', { timeout: 120_000 }, async (t) => {
@@ -302,8 +303,19 @@ test('currval()/lastval() never return another client\'s sequence value: the ser
   await a.query('COMMIT');
   // and a transaction that starts with BEGIN and another statement in one string is looked at as before
   await no55000('BEGIN; currval in one string', () => a.query("BEGIN; SELECT currval('seq_items_id_seq'); COMMIT").finally(() => a.query('ROLLBACK')));
+  // the unnamed statement parsed in one transaction and bound again in a later one without its Parse (asyncpg,
+  // PQprepare with ""): the text kept for it is looked at
+  const raw = await rawLogin(b);
+  t.after(() => raw.destroy());
+  raw.send(Buffer.concat([parse('', 'SELECT lastval()'), sync()]));
+  assert.equal((await raw.until('Z'))?.type, 'Z');
+  await other.query('INSERT INTO seq_items (v) VALUES (8)');
+  raw.send(Buffer.concat([bind(''), execute(), sync()]));
+  const e = await raw.until('E');
+  assert.equal(e && errorFields(e.body).C, '55000', 'lastval() of the re-bound unnamed statement');
+  assert.equal((await raw.until('Z'))?.type, 'Z');
   const after = (await consoleRows(b, 'SHOW SESSION_STATE')).find((r) => r.database === 'app')!;
-  assert.equal(Number(after.sequence_resets), 6 + 7);
+  assert.equal(Number(after.sequence_resets), 6 + 7 + 2); // + the Parse's transaction and the Bind's
   await stillServes(b);
   await server.psql('DROP TABLE seq_items', 'app');
 });
