@@ -29,7 +29,7 @@ import type { Database, Pool, User } from './pool.js';
 import type { ServerConn } from './server.js';
 import type { Pooler } from '../pooler.js';
 import { ClientState, CLIENT_STATE_NAMES } from './states.js';
-import { CLOSE_UNNAMED, cstringEnd, mustWait, PARSE_COMPLETE, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
+import { CLOSE_UNNAMED, cstringEnd, mustWait, PARSE_COMPLETE, queryEnd, renamedLength, Rq, UNNAMED_UNKNOWN, UNNAMED_Z, withName, writeRenamed, type Stmt } from './prepared.js';
 import { classify, classifyQuery, Hazard, readsSequenceState, startsTransactionOnly } from './session-state.js';
 import { parseListen } from './notify.js';
 import { commandComplete } from '../admin/rows.js';
@@ -52,12 +52,6 @@ for (const c of 'BCDEFHPQSXcdf') FRONTEND_TYPES[c.charCodeAt(0)] = 1;
 /** Messages whose body the request path reads while prepared statements are tracked (they name statements). */
 const STMT_TYPES = new Uint8Array(256);
 for (const c of 'PBDC') STMT_TYPES[c.charCodeAt(0)] = 1;
-
-/** Where a Parse's query text that starts at `from` ends (its NUL; the message's end if it has none). */
-function queryEnd(buf: Buffer, from: number, end: number): number {
-  const e = cstringEnd(buf, from, end);
-  return e < 0 ? end : e - 1;
-}
 
 /**
  * Whether a chunk is whole messages that only start a transaction: a Query of BEGIN or START TRANSACTION, or one

@@ -64,8 +64,8 @@ export class Stmt {
     this.nameZ.copy(msg, 5);
     body.copy(msg, 5 + this.nameZ.length);
     this.parseMsg = msg;
-    const nul = msg.indexOf(0, 5 + this.nameZ.length);
-    this.readsSequence = readsSequenceState(msg, 5 + this.nameZ.length, nul < 0 ? msg.length : nul);
+    const textAt = 5 + this.nameZ.length;
+    this.readsSequence = readsSequenceState(msg, textAt, queryEnd(msg, textAt, msg.length));
   }
 
   /** The query text (for SHOW PREPARED_STATEMENTS). */
@@ -298,6 +298,12 @@ export class ReplyQueue {
 export function cstringEnd(buf: Buffer, start: number, end: number): number {
   const nul = buf.indexOf(0, start);
   return nul < 0 || nul >= end ? -1 : nul + 1;
+}
+
+/** Where a Parse's query text that starts at `from` ends (its NUL; the message's end if it has none). */
+export function queryEnd(buf: Buffer, from: number, end: number): number {
+  const e = cstringEnd(buf, from, end);
+  return e < 0 ? end : e - 1;
 }
 
 /**
