@@ -514,8 +514,7 @@ export class ServerConn extends Framer implements ListNode {
     if (resetSequences) {
       // currval()/lastval() at the start of a transaction: never another client's values
       sets = 'DISCARD SEQUENCES;';
-      this.pool.stats.sequenceResets++;
-      log.debug('sequence values reset (DISCARD SEQUENCES) before a currval()/lastval() of the client', c);
+      this.countSequenceReset(c);
     }
     if (key !== this.paramsKey) {
       for (const [name, value] of c.vars) {
@@ -557,8 +556,7 @@ export class ServerConn extends Framer implements ListNode {
    * waits, suspended): the server forgets other clients' values first, as prepareForClient does at other starts.
    */
   resetSequences(c: ClientConn): void {
-    this.pool.stats.sequenceResets++;
-    log.debug('sequence values reset (DISCARD SEQUENCES) before a currval()/lastval() of the client', c);
+    this.countSequenceReset(c);
     this.runInternal('DISCARD SEQUENCES', (err) => {
       if (this.client !== c) return;
       if (err) {
@@ -567,6 +565,11 @@ export class ServerConn extends Framer implements ListNode {
       }
       c.resumeSuspended();
     });
+  }
+
+  private countSequenceReset(c: ClientConn): void {
+    this.pool.stats.sequenceResets++;
+    log.debug('sequence values reset (DISCARD SEQUENCES) before a currval()/lastval() of the client', c);
   }
 
   /**
