@@ -15,8 +15,7 @@ import { PoolerError } from './util/errors.js';
 import { clock } from './util/clock.js';
 import { log, type LogSubject } from './util/log.js';
 import { StatList } from './pool/list.js';
-import { ClientConn, onClientData } from './pool/client.js';
-import { adoptSocket } from './net/adopt.js';
+import { ClientConn } from './pool/client.js';
 import { Database, Pool, User } from './pool/pool.js';
 import { ClientState } from './pool/states.js';
 import { Janitor } from './pool/janitor.js';
@@ -237,7 +236,7 @@ export class Pooler extends EventEmitter {
 
   private listenOne(opts: net.ListenOptions, unix: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      // paused: nothing is read before the socket is adopted (src/net/adopt.ts)
+      // paused: nothing is read before the client is set up (its reads go through src/net/adopt.ts)
       const srv = net.createServer({ noDelay: true, pauseOnConnect: true }, (sock) => this.onConnection(sock, unix));
       srv.once('error', (err: NodeJS.ErrnoException) => {
         log.error(`cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`, this.own);
@@ -294,8 +293,7 @@ export class Pooler extends EventEmitter {
       return;
     }
     this.clientCount++;
-    const adopted = adoptSocket(sock, onClientData);
-    const c = new ClientConn(this, sock, unix, adopted);
+    const c = new ClientConn(this, sock, unix);
     this.loginClients.push(c);
     // accepted paused (pauseOnConnect): read once it may log in
     if (unix || this.takeLoginSlot(c)) sock.resume();

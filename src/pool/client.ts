@@ -4,6 +4,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import { SocketWriter } from '../net/socket-writer.js';
+import { adoptSocket } from '../net/adopt.js';
 import { ioActivity } from '../net/spin.js';
 import { FE, MAX_STARTUP_PACKET, StartupCode, TxStatus } from '../protocol/codes.js';
 import {
@@ -168,7 +169,7 @@ let gathering: ClientConn | null = null;
 /** Socket listeners shared by all clients (no closures per client): the socket knows its client. */
 const kClient = Symbol('pgtide.client');
 type OwnedSocket = net.Socket & { [kClient]: ClientConn };
-export function onClientData(this: net.Socket, chunk: Buffer): void {
+function onClientData(this: net.Socket, chunk: Buffer): void {
   (this as OwnedSocket)[kClient].onSocketData(chunk);
 }
 function onClientError(this: net.Socket): void {
@@ -284,14 +285,11 @@ export class ClientConn extends Framer implements ListNode {
   private terminating = false;
   private closed = false;
 
-  /**
-   * `adopted`: the socket reads through `onread` into onClientData (src/net/adopt.ts), not through 'data' events.
-   */
+  /** `socket`: accepted paused (pauseOnConnect), nothing read yet; the pooler resumes it when it may log in. */
   constructor(
     readonly pooler: Pooler,
     socket: net.Socket,
     readonly unix: boolean,
-    adopted = false,
   ) {
     super();
     this.socket = socket;
@@ -299,7 +297,7 @@ export class ClientConn extends Framer implements ListNode {
     this.port = unix ? 0 : (socket.remotePort ?? 0);
     socket.setNoDelay(true);
     if (!unix && pooler.settings.tcp_keepalive) socket.setKeepAlive(true);
-    this.attach(socket, adopted);
+    this.attach(socket, true);
   }
 
   onSocketData(chunk: Buffer): void {
@@ -315,10 +313,14 @@ export class ClientConn extends Framer implements ListNode {
     this.server?.unpause();
   }
 
-  private attach(sock: net.Socket, adopted = false): void {
+  /**
+   * `unread`: nothing has been read from the socket yet, so it can read through the shared buffer (src/net/adopt.ts)
+   * instead of 'data' events.
+   */
+  private attach(sock: net.Socket, unread = false): void {
     this.writer = new SocketWriter(sock, this);
     (sock as OwnedSocket)[kClient] = this;
-    if (!adopted) {
+    if (!unread || !adoptSocket(sock, onClientData)) {
       // a flowing socket needs no 'read more' tick after each chunk (the handle keeps reading until the stream is
       // paused or full): marked as pending once, none is ever scheduled (the tick that would clear the mark never runs)
       const rs = (sock as unknown as { _readableState?: { readingMore: boolean } })._readableState;
